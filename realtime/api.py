@@ -1,0 +1,266 @@
+"""HTTP routes, exactly as the contract's HTTP table lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from realtime import errors, metrics
+from realtime.auth import Principal, bearer, decode_token
+from realtime.booking.service import BookingService
+from realtime.settings import Settings
+from realtime.validation import (
+    body_object,
+    bool_field,
+    int_field,
+    parse_id,
+    slots_body,
+    str_field,
+    uuid_field,
+    window,
+)
+
+MAX_BODY = 64 * 1024
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: errors.RealtimeError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise errors.PayloadTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise errors.PayloadTooLarge()
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise errors.InvalidJSON() from None
+    return body_object(parsed)
+
+
+def _state(request: Request) -> tuple[Settings, BookingService]:
+    return request.app.state.settings, request.app.state.booking
+
+
+def principal(request: Request) -> Principal | None:
+    """None when auth is off; otherwise the verified caller (401 without a valid token)."""
+    settings: Settings = request.app.state.settings
+    if not settings.auth_enabled:
+        return None
+    token = bearer(request.headers.get("authorization"))
+    if token is None:
+        raise errors.Unauthorized()
+    return decode_token(token, settings)
+
+
+def require_admin(request: Request) -> None:
+    who = principal(request)
+    if who is not None and not who.admin:
+        raise errors.Forbidden()
+
+
+def customer(request: Request, body: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """(customer_id for new rows, owner to check on existing rows; None = no check)."""
+    who = principal(request)
+    if who is None:
+        cid = str_field(body, "customer_id", required=False) if body is not None else None
+        return cid, None
+    return who.sub, None if who.admin else who.sub
+
+
+def rate_limit(request: Request) -> None:
+    buckets = request.app.state.rate_limits
+    if not buckets.enabled:
+        return
+    key = request.client.host if request.client else "unknown"
+    wait = buckets.take(key)
+    if wait > 0:
+        metrics.RATE_LIMITED.inc()
+        raise errors.RateLimited(wait)
+
+
+def _count(operation: str, outcome: str) -> None:
+    metrics.BOOKINGS.labels(operation, outcome).inc()
+
+
+async def _counted(operation: str, coro: Any) -> Any:
+    try:
+        result = await coro
+    except errors.BookingConflict:
+        _count(operation, "conflict")
+        raise
+    except errors.RealtimeError as exc:
+        _count(operation, exc.code.lower())
+        raise
+    _count(operation, "ok")
+    return result
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+async def create_vendor(request: Request) -> Response:
+    rate_limit(request)
+    require_admin(request)
+    body = await read_json(request)
+    name = str_field(body, "name")
+    assert name is not None
+    return JSONResponse(await _state(request)[1].create_vendor(name), status_code=201)
+
+
+async def create_service(request: Request) -> Response:
+    rate_limit(request)
+    require_admin(request)
+    vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
+    body = await read_json(request)
+    name = str_field(body, "name")
+    assert name is not None
+    exclusive = bool_field(body, "exclusive", False)
+    service = await _state(request)[1].create_service(vendor_id, name, exclusive)
+    return JSONResponse(service, status_code=201)
+
+
+async def create_slots(request: Request) -> Response:
+    rate_limit(request)
+    require_admin(request)
+    service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
+    body = await read_json(request)
+    slots = slots_body(body)
+    return JSONResponse(await _state(request)[1].create_slots(service_id, slots), status_code=201)
+
+
+async def patch_slot(request: Request) -> Response:
+    rate_limit(request)
+    require_admin(request)
+    slot_id = parse_id(request.path_params["id"], errors.SlotNotFound)
+    body = await read_json(request)
+    capacity = int_field(body, "capacity", None, 0, 1_000_000, required=True)
+    assert capacity is not None
+    slot = await _counted("set_capacity", _state(request)[1].set_capacity(slot_id, capacity))
+    return JSONResponse(slot)
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+async def get_vendor(request: Request) -> Response:
+    vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
+    return JSONResponse(await _state(request)[1].get_vendor(vendor_id))
+
+
+async def get_service(request: Request) -> Response:
+    service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
+    return JSONResponse(await _state(request)[1].get_service(service_id))
+
+
+async def vendor_availability(request: Request) -> Response:
+    vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
+    from_, to = window(request.query_params.get("from"), request.query_params.get("to"))
+    return JSONResponse(await _state(request)[1].availability("vendor", vendor_id, from_, to))
+
+
+async def service_availability(request: Request) -> Response:
+    service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
+    from_, to = window(request.query_params.get("from"), request.query_params.get("to"))
+    return JSONResponse(await _state(request)[1].availability("service", service_id, from_, to))
+
+
+async def demo(request: Request) -> Response:
+    vendor_id = await _state(request)[1].demo_vendor_id()
+    if vendor_id is None:
+        raise errors.VendorNotFound("no demo vendor: start with --demo or run `realtime seed --demo`")
+    return JSONResponse({"vendor_id": vendor_id})
+
+
+# -- customer -------------------------------------------------------------------------------
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise errors.ValidationError("Idempotency-Key", "must be 1 to 255 printable characters")
+    return key
+
+
+async def create_booking(request: Request) -> Response:
+    rate_limit(request)
+    key = idempotency_key(request)
+    body = await read_json(request)
+    customer_id, owner = customer(request, body)
+    slot_id = uuid_field(body, "slot_id")
+    hold_id = uuid_field(body, "hold_id", required=False)
+    quantity = int_field(body, "quantity", None, 1, 1_000_000)
+    assert slot_id is not None
+    result = await _counted("book", _state(request)[1].book(
+        slot_id, quantity=quantity, customer_id=customer_id, hold_id=hold_id, owner=owner,
+        idempotency_key=key, idempotency_scope=owner or customer_id or ""))
+    return JSONResponse(result, status_code=201)
+
+
+async def get_booking(request: Request) -> Response:
+    booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
+    _, owner = customer(request)
+    return JSONResponse(await _state(request)[1].get_booking(booking_id, owner))
+
+
+async def cancel_booking(request: Request) -> Response:
+    rate_limit(request)
+    booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
+    _, owner = customer(request)
+    return JSONResponse(await _counted("cancel", _state(request)[1].cancel(booking_id, owner)))
+
+
+async def create_hold(request: Request) -> Response:
+    rate_limit(request)
+    body = await read_json(request)
+    customer_id, _ = customer(request, body)
+    slot_id = uuid_field(body, "slot_id")
+    quantity = int_field(body, "quantity", 1, 1, 1_000_000)
+    ttl = int_field(body, "ttl_seconds", 300, 1, 3600)
+    assert slot_id is not None and quantity is not None and ttl is not None
+    result = await _counted("hold", _state(request)[1].hold(slot_id, quantity, ttl, customer_id))
+    return JSONResponse(result, status_code=201)
+
+
+async def release_hold(request: Request) -> Response:
+    rate_limit(request)
+    hold_id = parse_id(request.path_params["id"], errors.HoldNotFound)
+    _, owner = customer(request)
+    result = await _counted("release", _state(request)[1].release(hold_id, owner))
+    return JSONResponse({"slot": result["slot"]})
+
+
+routes = [
+    Route("/api/vendors", create_vendor, methods=["POST"]),
+    Route("/api/vendors/{id}", get_vendor, methods=["GET"]),
+    Route("/api/vendors/{id}/services", create_service, methods=["POST"]),
+    Route("/api/vendors/{id}/availability", vendor_availability, methods=["GET"]),
+    Route("/api/services/{id}", get_service, methods=["GET"]),
+    Route("/api/services/{id}/slots", create_slots, methods=["POST"]),
+    Route("/api/services/{id}/availability", service_availability, methods=["GET"]),
+    Route("/api/slots/{id}", patch_slot, methods=["PATCH"]),
+    Route("/api/bookings", create_booking, methods=["POST"]),
+    Route("/api/bookings/{id}", get_booking, methods=["GET"]),
+    Route("/api/bookings/{id}/cancel", cancel_booking, methods=["POST"]),
+    Route("/api/holds", create_hold, methods=["POST"]),
+    Route("/api/holds/{id}", release_hold, methods=["DELETE"]),
+    Route("/api/demo", demo, methods=["GET"]),
+]

@@ -1,0 +1,206 @@
+"""The Starlette application: lifespan (pool, background tasks, channels) and HTTP plumbing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from realtime import errors, logs, metrics
+from realtime.api import JSONResponse, error_response
+from realtime.api import routes as api_routes
+from realtime.booking.service import BookingService
+from realtime.booking.sweeper import sweep_forever
+from realtime.db import create_pool
+from realtime.openapi import openapi_document
+from realtime.ratelimit import TokenBuckets
+from realtime.settings import Settings
+from realtime.tasks import cancel_all, supervise
+
+log = logging.getLogger("realtime.app")
+STATIC = Path(__file__).parent / "static"
+
+
+class RequestContext:
+    """Request id, one structured log line and metrics per HTTP request (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", "unmatched")
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(method, route).observe(elapsed)
+            if route not in ("metrics", "healthz") or status >= 400:
+                log.info("request", extra={"method": method, "path": scope["path"],
+                                           "status": status, "ms": round(elapsed * 1000, 2)})
+            logs.request_id.reset(token)
+
+
+async def on_realtime_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.RealtimeError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(errors.NotFound(f"no route for {request.url.path}"))
+    if exc.status_code == 405:
+        return error_response(errors.MethodNotAllowed())
+    err = errors.RealtimeError(exc.detail)
+    err.status = exc.status_code
+    return error_response(err)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(errors.RealtimeError("internal error; see the server log",
+                                               request_id=logs.request_id.get()))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    down: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
+    except Exception as exc:
+        down["database"] = f"unreachable ({exc.__class__.__name__})"
+    channels = request.app.state.channels
+    if channels is not None and (reason := channels.ready()) is not None:
+        down["listener"] = reason
+    if down:
+        err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
+                              down=down)
+        return error_response(err)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def index(request: Request) -> Response:
+    page = STATIC / "index.html"
+    if not page.exists():
+        return Response("<!doctype html><title>realtime</title><p>realtime is running.</p>",
+                        media_type="text/html")
+    return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+def _channel_runtime(settings: Settings, pool: Any, booking: BookingService) -> Any:
+    try:
+        from realtime.channels.runtime import ChannelRuntime
+    except ImportError:
+        return None
+    assert settings.database_url is not None
+    return ChannelRuntime(settings, pool, booking, settings.database_url)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set (`realtime serve` sets it for the embedded "
+                         "PostgreSQL; when running the app directly, set it yourself)")
+    holder: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url is not None
+        pool = await create_pool(settings.database_url, settings.pool_size)
+        booking = BookingService(pool)
+        app.state.pool = pool
+        app.state.booking = booking
+        channels = _channel_runtime(settings, pool, booking)
+        app.state.channels = channels
+        holder["channels"] = channels
+        tasks = [supervise("hold-sweeper", lambda: sweep_forever(
+            booking, settings.sweep_interval_seconds))]
+        if channels is not None:
+            await channels.start()
+        log.info("ready", extra={"auth": settings.auth_enabled,
+                                 "channels": channels is not None})
+        try:
+            yield
+        finally:
+            if channels is not None:
+                await channels.stop()
+            await cancel_all(tasks)
+            await pool.close()
+
+    async def ws_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        channels = holder.get("channels")
+        if channels is None:
+            await send({"type": "websocket.close", "code": errors.CLOSE_SERVER_ERROR})
+            return
+        await channels.endpoint(scope, receive, send)
+
+    STATIC.mkdir(exist_ok=True)
+    app = Starlette(
+        routes=[
+            *api_routes,
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint, name="metrics"),
+            Route("/openapi.json", openapi),
+            Route("/", index),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            WebSocketRoute("/ws", ws_endpoint),
+        ],
+        exception_handlers={
+            errors.RealtimeError: on_realtime_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+        middleware=[Middleware(RequestContext)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.rate_limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.channels = None
+    return app

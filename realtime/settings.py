@@ -1,0 +1,82 @@
+"""Every setting the server reads, from the environment, in one place.
+
+The table in docs/configuration.md documents each variable; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    data_dir: Path = field(default_factory=lambda: Path(".realtime"))
+    port: int = 8000
+    log_level: str = "info"
+    # Operational knobs beyond the contract's list (documented in docs/configuration.md).
+    pool_size: int = 10
+    event_retention_seconds: int = 3600
+    sequencer_poll_seconds: float = 0.25
+    sweep_interval_seconds: float = 0.5
+    rate_limit_per_second: float = 1000.0
+    rate_limit_burst: int = 2000
+    ws_send_queue: int = 256
+    ws_max_subscriptions: int = 100
+    ws_messages_per_second: float = 50.0
+    ws_ping_interval: float = 20.0
+    insecure: bool = False
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.jwt_secret)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        origins = tuple(o.strip().rstrip("/") for o in e.get("REALTIME_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            database_url=e.get("DATABASE_URL") or None,
+            redis_url=e.get("REDIS_URL") or None,
+            jwt_secret=e.get("REALTIME_JWT_SECRET") or None,
+            allowed_origins=origins,
+            data_dir=Path(e.get("REALTIME_DATA_DIR") or ".realtime"),
+            port=_int(e, "PORT", 8000),
+            log_level=(e.get("LOG_LEVEL") or "info").lower(),
+            pool_size=_int(e, "REALTIME_POOL_SIZE", 10),
+            event_retention_seconds=_int(e, "REALTIME_EVENT_RETENTION", 3600),
+            sequencer_poll_seconds=_float(e, "REALTIME_SEQUENCER_POLL", 0.25),
+            sweep_interval_seconds=_float(e, "REALTIME_SWEEP_INTERVAL", 0.5),
+            rate_limit_per_second=_float(e, "REALTIME_RATE_LIMIT", 1000.0),
+            rate_limit_burst=_int(e, "REALTIME_RATE_BURST", 2000),
+            ws_send_queue=_int(e, "REALTIME_WS_SEND_QUEUE", 256),
+            ws_max_subscriptions=_int(e, "REALTIME_WS_MAX_SUBSCRIPTIONS", 100),
+            ws_messages_per_second=_float(e, "REALTIME_WS_RATE", 50.0),
+            ws_ping_interval=_float(e, "REALTIME_WS_PING_INTERVAL", 20.0),
+            insecure=e.get("REALTIME_INSECURE", "") in ("1", "true", "yes"),
+        )

@@ -85,11 +85,15 @@ $$;
 
 -- Rings the doorbell at most once per sequencer drain: a NOTIFY serializes commits on a
 -- cluster-wide lock (FACTS.md), so the notification rate must not follow the booking rate.
+-- SKIP LOCKED: if another transaction holds the doorbell row it is ringing right now, and
+-- waiting for its commit would queue every concurrent booking behind it.
 CREATE OR REPLACE FUNCTION rt_ring() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT (SELECT d.rung FROM rt_doorbell d WHERE d.id = 1) THEN
-        UPDATE rt_doorbell SET rung = true WHERE id = 1 AND NOT rung;
+        UPDATE rt_doorbell SET rung = true
+        WHERE id = (SELECT d.id FROM rt_doorbell d WHERE d.id = 1 AND NOT d.rung
+                    FOR UPDATE SKIP LOCKED);
         IF FOUND THEN
             PERFORM pg_notify('rt_doorbell', '');
         END IF;

@@ -144,6 +144,8 @@ def _channel_runtime(settings: Settings, pool: Any, booking: BookingService) -> 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    # Worker processes started by `--workers N` do not inherit the CLI's logging setup.
+    logs.setup(settings.log_level)
     if not settings.database_url:
         raise SystemExit("DATABASE_URL is not set (`realtime serve` sets it for the embedded "
                          "PostgreSQL; when running the app directly, set it yourself)")
@@ -173,12 +175,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await cancel_all(tasks)
             await pool.close()
 
-    async def ws_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        channels = holder.get("channels")
-        if channels is None:
-            await send({"type": "websocket.close", "code": errors.CLOSE_SERVER_ERROR})
-            return
-        await channels.endpoint(scope, receive, send)
+    class WsEndpoint:
+        # A class instance, not a function: Starlette treats it as raw ASGI instead of
+        # wrapping it as `func(websocket)` (channels: the fan-out writes through raw `send`).
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            channels = holder.get("channels")
+            if channels is None:
+                await send({"type": "websocket.close", "code": errors.CLOSE_SERVER_ERROR})
+                return
+            await channels.endpoint(scope, receive, send)
+
+    ws_endpoint = WsEndpoint()
 
     STATIC.mkdir(exist_ok=True)
     app = Starlette(

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -81,11 +82,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False)
         server = uvicorn.Server(config)
+        # uvicorn re-raises the SIGTERM it captured once it has shut down; with the default
+        # handler that would kill us before the embedded PostgreSQL is stopped below.
+        signal.signal(signal.SIGTERM, lambda *_: None)
         if args.workers > 1:
             from uvicorn.supervisors import Multiprocess
 
             sock = config.bind_socket()
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
         else:
             server.run()
     return 0

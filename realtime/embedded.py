@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("realtime.embedded")
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops PostgreSQL when its last user process releases it, counting users in a
+    pid list; a process that was killed never releases, which would keep the server running
+    after every later exit. Drop the pids that no longer exist."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class EmbeddedPostgres:
@@ -24,6 +50,7 @@ class EmbeddedPostgres:
                              "install it or set DATABASE_URL") from exc
         pgdata = self.data_dir / "pgdata"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
         self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
         uri = str(self._server.get_uri())
         log.info("embedded PostgreSQL started", extra={"pgdata": str(pgdata)})

@@ -85,7 +85,7 @@ class BookingService:
 
     async def _call(self, sql: str, *args: Any) -> dict[str, Any]:
         async def op() -> dict[str, Any]:
-            return await self.pool.fetchval(sql, *args)  # type: ignore[no-any-return]
+            return await self.pool.fetchval(sql, *args)
 
         return _outcome(await retrying(op))
 
@@ -114,7 +114,7 @@ class BookingService:
 
     async def set_capacity(self, slot_id: str, capacity: int) -> dict[str, Any]:
         body = await self._call("SELECT rt_set_capacity($1, $2)", slot_id, capacity)
-        return body["slot"]  # type: ignore[no-any-return]
+        return body["slot"]
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -87,12 +87,12 @@ def customer(request: Request, body: dict[str, Any] | None = None) -> tuple[str 
     return who.sub, None if who.admin else who.sub
 
 
-def rate_limit(request: Request) -> None:
+async def rate_limit(request: Request) -> None:
     buckets = request.app.state.rate_limits
     if not buckets.enabled:
         return
     key = request.client.host if request.client else "unknown"
-    wait = buckets.take(key)
+    wait = await buckets.take(key)
     if wait > 0:
         metrics.RATE_LIMITED.inc()
         raise errors.RateLimited(wait)
@@ -118,7 +118,7 @@ async def _counted(operation: str, coro: Any) -> Any:
 # -- admin ----------------------------------------------------------------------------------
 
 async def create_vendor(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     require_admin(request)
     body = await read_json(request)
     name = str_field(body, "name")
@@ -127,7 +127,7 @@ async def create_vendor(request: Request) -> Response:
 
 
 async def create_service(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     require_admin(request)
     vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
     body = await read_json(request)
@@ -139,7 +139,7 @@ async def create_service(request: Request) -> Response:
 
 
 async def create_slots(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     require_admin(request)
     service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
     body = await read_json(request)
@@ -148,7 +148,7 @@ async def create_slots(request: Request) -> Response:
 
 
 async def patch_slot(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     require_admin(request)
     slot_id = parse_id(request.path_params["id"], errors.SlotNotFound)
     body = await read_json(request)
@@ -201,7 +201,7 @@ def idempotency_key(request: Request) -> str | None:
 
 
 async def create_booking(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     key = idempotency_key(request)
     body = await read_json(request)
     customer_id, owner = customer(request, body)
@@ -222,14 +222,14 @@ async def get_booking(request: Request) -> Response:
 
 
 async def cancel_booking(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
     _, owner = customer(request)
     return JSONResponse(await _counted("cancel", _state(request)[1].cancel(booking_id, owner)))
 
 
 async def create_hold(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     body = await read_json(request)
     customer_id, _ = customer(request, body)
     slot_id = uuid_field(body, "slot_id")
@@ -241,7 +241,7 @@ async def create_hold(request: Request) -> Response:
 
 
 async def release_hold(request: Request) -> Response:
-    rate_limit(request)
+    await rate_limit(request)
     hold_id = parse_id(request.path_params["id"], errors.HoldNotFound)
     _, owner = customer(request)
     result = await _counted("release", _state(request)[1].release(hold_id, owner))

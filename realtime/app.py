@@ -28,7 +28,7 @@ from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
 from realtime.db import create_pool
 from realtime.openapi import openapi_document
-from realtime.ratelimit import TokenBuckets
+from realtime.ratelimit import buckets_for
 from realtime.settings import Settings
 from realtime.tasks import cancel_all, supervise
 
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await channels.stop()
             await cancel_all(tasks)
             await pool.close()
+            await app.state.rate_limits.close()
 
     class WsEndpoint:
         # A class instance, not a function: Starlette treats it as raw ASGI instead of
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.rate_limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.rate_limits = buckets_for(settings.redis_url, settings.rate_limit_per_second,
+                                        settings.rate_limit_burst)
     app.state.channels = None
     return app

@@ -1,9 +1,14 @@
-"""Token buckets keyed by client, kept in the process, bounded in size."""
+"""Token buckets keyed by client: in the process, or in Redis when REDIS_URL is set so that
+every server process draws from the same bucket."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
+from typing import Any
+
+log = logging.getLogger("realtime.ratelimit")
 
 
 class TokenBuckets:
@@ -19,7 +24,10 @@ class TokenBuckets:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def take(self, key: str, now: float | None = None) -> float:
+    async def take(self, key: str) -> float:
+        return self.take_now(key)
+
+    def take_now(self, key: str, now: float | None = None) -> float:
         """0 when allowed, else the seconds until a token is available."""
         if not self.enabled:
             return 0.0
@@ -35,3 +43,58 @@ class TokenBuckets:
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+    async def close(self) -> None:
+        return None
+
+
+# Redis' own clock (TIME) keeps processes on different hosts consistent.
+_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(v[1]) or burst
+local ts = tonumber(v[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisTokenBuckets(TokenBuckets):
+    """The same buckets kept in Redis. If Redis fails, requests are allowed (and logged):
+    a rate limiter must not take bookings down with it."""
+
+    def __init__(self, url: str, rate: float, burst: int) -> None:
+        super().__init__(rate, burst)
+        import redis.asyncio as aioredis
+
+        self._redis: Any = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script = self._redis.register_script(_LUA)
+        self._warned_at = 0.0
+
+    async def take(self, key: str) -> float:
+        if not self.enabled:
+            return 0.0
+        try:
+            return float(await self._script(keys=[f"rt:rl:{key}"], args=[self.rate, self.burst]))
+        except Exception as exc:
+            if time.monotonic() - self._warned_at > 10:
+                self._warned_at = time.monotonic()
+                log.warning("redis rate limiter unavailable; allowing requests",
+                            extra={"error": exc.__class__.__name__})
+            return 0.0
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def buckets_for(redis_url: str | None, rate: float, burst: int) -> TokenBuckets:
+    if redis_url and rate > 0:
+        return RedisTokenBuckets(redis_url, rate, burst)
+    return TokenBuckets(rate, burst)

@@ -117,3 +117,54 @@ async def _fail_on_loop_errors() -> AsyncIterator[None]:
     loop.set_exception_handler(previous)
     if seen:
         pytest.fail(f"unhandled event-loop exceptions: {[c.get('message') for c in seen]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory) -> Iterator[str]:
+    """A Redis: the machine's on 127.0.0.1:6379, else one started here; skipped (failed in
+    CI) when neither is possible."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    def answers(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    if answers(6379):
+        yield "redis://127.0.0.1:6379"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("CI: no Redis on 127.0.0.1:6379 and no redis-server to start")
+        pytest.skip("no Redis on 127.0.0.1:6379 and redis-server is not installed")
+    from tests.support.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not answers(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """A Redis database of its own (flushed) for one test."""
+    import random
+
+    import redis
+
+    url = f"{redis_server_url}/{random.randint(1, 15)}"
+    redis.Redis.from_url(url).flushdb()
+    return url

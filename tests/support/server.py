@@ -42,7 +42,7 @@ class ServerProcess:
         env = {**os.environ, "DATABASE_URL": self.database_url, "REALTIME_RATE_LIMIT": "0",
                "LOG_LEVEL": "info", **self.extra_env}
         env.pop("REDIS_URL", None) if "REDIS_URL" not in self.extra_env else None
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)],
             env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -133,6 +133,23 @@ async def index(request: Request) -> Response:
     return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
 
+class PublicStatic:
+    """/static for any site: the client library is an ES module that booking sites import
+    cross-origin, which browsers only allow with CORS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"access-control-allow-origin", b"*")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
 def _channel_runtime(settings: Settings, pool: Any, booking: BookingService) -> Any:
     try:
         from realtime.channels.runtime import ChannelRuntime
@@ -197,7 +214,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics_endpoint, name="metrics"),
             Route("/openapi.json", openapi),
             Route("/", index),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", PublicStatic(StaticFiles(directory=STATIC)), name="static"),
             WebSocketRoute("/ws", ws_endpoint),
         ],
         exception_handlers={

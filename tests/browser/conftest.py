@@ -1,0 +1,147 @@
+"""Fixtures for the browser tests: Debian's Chromium driven by Playwright, and a real server.
+
+The server is `python -m realtime serve` as a subprocess against a fresh database (the shared
+`database_url` fixture and `tests.support.server.ServerProcess`), so the pages talk to exactly
+what a user would run. Chromium is /usr/bin/chromium (scripts/install-browser.sh).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.support.server import ServerProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _need_browser() -> None:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        msg = f"{CHROMIUM} is missing: run scripts/install-browser.sh"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if importlib.util.find_spec("playwright") is None:
+        msg = "playwright (Python) is not installed: pip install -e '.[dev]'"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _need_channels() -> None:
+    # The widget is live only with the WebSocket channels (/ws); until they exist the tests
+    # that need a live socket cannot run.
+    if importlib.util.find_spec("realtime.channels.runtime") is None:
+        pytest.skip("the WebSocket channels (realtime.channels.runtime) are not there yet")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Any]:
+    # The async API, on the test session's event loop: the sync API would hold a running loop
+    # of its own and break every async fixture after it.
+    _need_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path) -> Iterator[ServerProcess]:
+    """`realtime serve` with the channels, on a free port, against a fresh database."""
+    _need_channels()
+    proc = ServerProcess(database_url, log_dir=tmp_path).start()
+    yield proc
+    proc.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pages(browser) -> AsyncIterator[Any]:
+    """A factory of pages, each in its own browser context (a different person)."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    async def new_page(viewport: dict[str, int] | None = None) -> Any:
+        ctx = await browser.new_context(viewport=viewport or {"width": 900, "height": 1000})
+        contexts.append(ctx)
+        page = await ctx.new_page()
+        page.set_default_timeout(15_000)
+        page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+        return page
+
+    yield new_page
+    for ctx in contexts:
+        await ctx.close()
+    assert not errors, f"uncaught errors in the pages: {errors}"
+
+
+# --- data over the HTTP API --------------------------------------------------------------------
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def api(server: ServerProcess, method: str, path: str, body: dict | None = None,
+        expect: int | tuple[int, ...] | None = None, **kw: Any) -> Any:
+    r = httpx.request(method, server.url + path, json=body, timeout=10, **kw)
+    if expect is not None:
+        codes = (expect,) if isinstance(expect, int) else expect
+        assert r.status_code in codes, f"{method} {path}: {r.status_code} {r.text}"
+    return r.json()
+
+
+def make_service(server: ServerProcess, capacities: list[int], name: str = "Cut & colour",
+                 start_in_days: int = 1) -> dict[str, Any]:
+    """A vendor with one service and one slot per capacity (hourly from tomorrow 09:00 UTC)."""
+    vendor = api(server, "POST", "/api/vendors", {"name": "Browser Test Salon"}, expect=201)
+    service = api(server, "POST", f"/api/vendors/{vendor['id']}/services", {"name": name},
+                  expect=201)
+    day = (datetime.now(UTC) + timedelta(days=start_in_days)).replace(
+        hour=9, minute=0, second=0, microsecond=0)
+    slots = [
+        {"starts_at": rfc3339(day + timedelta(hours=i)),
+         "ends_at": rfc3339(day + timedelta(hours=i, minutes=45)),
+         "capacity": cap}
+        for i, cap in enumerate(capacities)
+    ]
+    created = api(server, "POST", f"/api/services/{service['id']}/slots", {"slots": slots},
+                  expect=201)["slots"]
+    created.sort(key=lambda s: s["starts_at"])
+    return {"vendor": vendor, "service": service, "slots": created}
+
+
+async def open_widget(new_page: Any, url: str, live: bool = True) -> Any:
+    page = await new_page()
+    await page.goto(url)
+    await page.wait_for_selector("[data-slot-id]")
+    if live:
+        await page.wait_for_selector("[data-connection=live]")
+    return page
+
+
+def slot_el(page: Any, slot_id: str) -> Any:
+    return page.locator(f'[data-slot-id="{slot_id}"]')
+
+
+async def wait_attr(page: Any, slot_id: str, attr: str, value: str,
+                    timeout_ms: float = 15_000) -> None:
+    await page.wait_for_function(
+        "([id, attr, value]) => document.querySelector(`[data-slot-id=\"${id}\"]`)"
+        "?.getAttribute(attr) === value",
+        arg=[slot_id, attr, value], timeout=timeout_ms)

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.compare` runs this project against its peers."""

@@ -1,0 +1,11 @@
+"""`realtime loadtest`: many subscribers, a booking stream, and a check of every delivery.
+
+The CLI calls `add_arguments(sub_parser)` and `run(args)`; `python -m realtime.loadtest`
+runs it standalone. How it works and what one client process sustains: docs/loadtest.md.
+"""
+
+from __future__ import annotations
+
+from .runner import add_arguments, run
+
+__all__ = ["add_arguments", "run"]

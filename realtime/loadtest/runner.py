@@ -1,0 +1,748 @@
+"""The coordinator of `realtime loadtest`: sets up data, starts workers, books, reports.
+
+Latency is measured from the moment the booker writes the booking request (`POST
+/api/bookings`) to the moment a subscriber's socket reads the update. The commit happens in
+between, so this is an upper bound of commit-to-receipt latency that includes the HTTP request's
+own path up to the commit; the report also gives the booking round trip, and the share of
+deliveries that arrived before the booker even had its HTTP response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import math
+import multiprocessing
+import os
+import random
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from .http import Client, HttpError, split_url
+from .stats import Counters, Histogram, merged
+from .worker import worker_main
+
+# Bounds that keep a typo from turning into a runaway process.
+MAX_SOCKETS = 200_000
+MAX_RATE = 50_000.0
+MAX_DURATION = 3600.0
+MAX_SOCKETS_PER_PROCESS = 19_000  # ulimit -n is 20,000 on the reference machine
+PORTS_PER_SOURCE = 25_000  # ~28k ephemeral ports per destination; keep a margin
+REF_FLUSH_SECONDS = 0.01
+
+
+class LoadTestError(Exception):
+    """A run that could not start or complete; the message says why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Open N WebSocket subscribers across C channels of a local server, book at R per "
+        "second over HTTP, and check that every subscriber receives every change once and "
+        "in order. Exit status: 0 when nothing was lost, duplicated or out of order; 1 when "
+        "something was; 2 when the run could not be carried out."
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000",
+                        help="base http:// URL of the server (loopback only); the socket URL "
+                             "is derived from it (default: %(default)s)")
+    parser.add_argument("--sockets", type=int, default=1000,
+                        help="subscribers to open (default: %(default)s)")
+    parser.add_argument("--channels", type=int, default=10,
+                        help="channels to spread them over, one service each "
+                             "(default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=50.0,
+                        help="bookings per second, open loop (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of booking (default: %(default)s)")
+    parser.add_argument("--hot-slot", action="store_true",
+                        help="book one slot only (contention) instead of random slots")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as JSON on stdout")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="client processes holding the sockets (default: one per 10,000 "
+                             "sockets; one process holds at most 19,000)")
+    parser.add_argument("--slots-per-channel", type=int, default=10,
+                        help="slots created per channel by the setup (default: %(default)s)")
+    parser.add_argument("--capacity", type=int, default=100_000,
+                        help="capacity of each created slot; small values make conflicts "
+                             "(default: %(default)s)")
+    parser.add_argument("--service", action="append", default=[], metavar="ID",
+                        help="use this existing service as a channel instead of creating "
+                             "data (repeat for several); --channels is then ignored")
+    parser.add_argument("--token", default=os.environ.get("REALTIME_LOADTEST_TOKEN"),
+                        help="bearer token (an admin JWT when auth is on) for the setup, the "
+                             "bookings and the sockets (default: $REALTIME_LOADTEST_TOKEN)")
+    parser.add_argument("--reconnect-at", type=float, default=None, metavar="SECONDS",
+                        help="a reconnect storm: this many seconds into the booking phase every "
+                             "socket drops at once and reconnects with its last cursor")
+    parser.add_argument("--drain-timeout", type=float, default=10.0,
+                        help="seconds to wait after the last booking for every subscriber to "
+                             "reach the database's state (default: %(default)s)")
+    parser.add_argument("--connect-timeout", type=float, default=15.0,
+                        help="seconds for one socket to connect and get its snapshot "
+                             "(default: %(default)s)")
+    parser.add_argument("--connect-concurrency", type=int, default=200,
+                        help="handshakes in flight per process (default: %(default)s)")
+    parser.add_argument("--max-in-flight", type=int, default=64,
+                        help="bookings in flight at once; a booking due while this many are "
+                             "pending is skipped and counted (default: %(default)s)")
+    parser.add_argument("--source-addresses", default="auto",
+                        help="comma-separated loopback source addresses for the workers' "
+                             "sockets, 'auto' (127.0.0.2... past 25,000 sockets) or 'none' "
+                             "(default: %(default)s)")
+    parser.add_argument("--protocol", choices=("native", "socketio"), default="native",
+                        help="socket protocol: this server's (default) or Socket.IO, for the "
+                             "peer benchmark in bench/peers")
+    parser.add_argument("--ws-path", default="/ws", help="socket path (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for slot choice")
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def check_args(args: argparse.Namespace) -> None:
+    host, _, _ = split_url(args.url)
+    try:
+        resolved = socket.gethostbyname(host)
+    except OSError as exc:
+        raise LoadTestError(f"cannot resolve {host!r}: {exc}") from None
+    if not ipaddress.ip_address(resolved).is_loopback:
+        raise LoadTestError(
+            f"{args.url} is not a loopback address: the load tester only targets a server on "
+            "this machine (it can open tens of thousands of sockets)"
+        )
+    if not 1 <= args.sockets <= MAX_SOCKETS:
+        raise LoadTestError(f"--sockets must be between 1 and {MAX_SOCKETS}")
+    if not args.service and not 1 <= args.channels <= 10_000:
+        raise LoadTestError("--channels must be between 1 and 10000")
+    if not 0 <= args.rate <= MAX_RATE:
+        raise LoadTestError(f"--rate must be between 0 and {MAX_RATE:g}")
+    if not 0 < args.duration <= MAX_DURATION:
+        raise LoadTestError(f"--duration must be more than 0 and at most {MAX_DURATION:g}")
+    if not 1 <= args.slots_per_channel <= 1000:
+        raise LoadTestError("--slots-per-channel must be between 1 and 1000")
+    if args.capacity < 1:
+        raise LoadTestError("--capacity must be at least 1")
+    if not 0 < args.drain_timeout <= 600 or not 0 < args.connect_timeout <= 600:
+        raise LoadTestError("--drain-timeout and --connect-timeout must be in (0, 600]")
+    if not 1 <= args.connect_concurrency <= 5000 or not 1 <= args.max_in_flight <= 1024:
+        raise LoadTestError("--connect-concurrency must be 1..5000, --max-in-flight 1..1024")
+    if args.reconnect_at is not None and not 0 <= args.reconnect_at < args.duration:
+        raise LoadTestError("--reconnect-at must fall within the booking phase")
+
+
+def plan_processes(args: argparse.Namespace) -> int:
+    procs = args.processes or max(1, math.ceil(args.sockets / 10_000))
+    if procs < 1 or procs > 64:
+        raise LoadTestError("--processes must be between 1 and 64")
+    if math.ceil(args.sockets / procs) > MAX_SOCKETS_PER_PROCESS:
+        raise LoadTestError(
+            f"{args.sockets} sockets over {procs} processes is more than "
+            f"{MAX_SOCKETS_PER_PROCESS} per process (open files limit): raise --processes"
+        )
+    return procs
+
+
+def source_addresses(args: argparse.Namespace, procs: int) -> list[str | None]:
+    if args.source_addresses == "none":
+        return [None] * procs
+    if args.source_addresses != "auto":
+        addrs = [a.strip() for a in args.source_addresses.split(",") if a.strip()]
+        for a in addrs:
+            if not ipaddress.ip_address(a).is_loopback:
+                raise LoadTestError(f"source address {a} is not a loopback address")
+        return [addrs[i % len(addrs)] for i in range(procs)]
+    if args.sockets <= PORTS_PER_SOURCE:
+        return [None] * procs
+    per_source = math.ceil(args.sockets / procs)
+    if per_source > PORTS_PER_SOURCE:
+        raise LoadTestError("too many sockets per process for one source address")
+    return [f"127.0.0.{2 + i % 250}" for i in range(procs)]
+
+
+def split_sockets(total: int, channels: list[str], procs: int) -> list[list[tuple[str, int]]]:
+    """Per process, (channel, sockets): channels evenly loaded, processes evenly loaded."""
+    per_channel = [total // len(channels) + (1 if i < total % len(channels) else 0)
+                   for i in range(len(channels))]
+    plan: list[list[tuple[str, int]]] = [[] for _ in range(procs)]
+    turn = 0
+    for ch, n in zip(channels, per_channel, strict=True):
+        shares = [n // procs + (1 if (i - turn) % procs < n % procs else 0) for i in range(procs)]
+        turn = (turn + n % procs) % procs
+        for p, k in enumerate(shares):
+            if k:
+                plan[p].append((ch, k))
+    return plan
+
+
+# -- setup over HTTP ---------------------------------------------------------------------------
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _expect(resp: Any, status: int, what: str) -> Any:
+    if resp.status != status:
+        raise LoadTestError(
+            f"{what}: HTTP {resp.status} {resp.body[:300].decode(errors='replace')}"
+        )
+    return resp.json()
+
+
+async def setup(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """Channels, slots and the window to read them back in."""
+    try:
+        await client.request("GET", "/healthz")
+    except HttpError as exc:
+        raise LoadTestError(f"cannot reach the server at {args.url}: {exc}") from None
+    services: dict[str, str] = {}  # channel -> service id
+    slots: dict[str, list[str]] = {}  # channel -> slot ids
+    window: tuple[str, str] | None = None
+    if args.service:
+        for sid in args.service:
+            data = _expect(await client.request("GET", f"/api/services/{sid}/availability"),
+                           200, f"availability of service {sid}")
+            ch = data.get("channel", f"service:{sid}")
+            services[ch] = sid
+            slots[ch] = [str(s["id"]) for s in data["slots"]]
+        if not any(slots.values()):
+            raise LoadTestError("the given services have no slots to book")
+        return {"services": services, "slots": slots, "window": None, "vendor": None}
+    run_id = uuid.uuid4().hex[:8]
+    vendor = _expect(await client.request("POST", "/api/vendors", {"name": f"loadtest {run_id}"}),
+                     201, "creating the load test's vendor")
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    specs = [
+        {"starts_at": _rfc3339(start + timedelta(hours=i)),
+         "ends_at": _rfc3339(start + timedelta(hours=i + 1)),
+         "capacity": args.capacity}
+        for i in range(args.slots_per_channel)
+    ]
+    window = (_rfc3339(start), _rfc3339(start + timedelta(hours=args.slots_per_channel)))
+
+    async def one(i: int) -> None:
+        svc = _expect(await client.request("POST", f"/api/vendors/{vendor['id']}/services",
+                                           {"name": f"loadtest {run_id} #{i}"}),
+                      201, "creating a service")
+        created = _expect(await client.request("POST", f"/api/services/{svc['id']}/slots",
+                                               {"slots": specs}), 201, "creating slots")
+        ch = f"service:{svc['id']}"
+        services[ch] = str(svc["id"])
+        slots[ch] = [str(s["id"]) for s in created["slots"]]
+
+    # Bounded fan-out: the pool's size limits concurrent requests.
+    await asyncio.gather(*(one(i) for i in range(args.channels)))
+    # Dicts filled concurrently: order channels as created for a stable plan.
+    order = sorted(services)
+    return {"services": {c: services[c] for c in order}, "slots": {c: slots[c] for c in order},
+            "window": window, "vendor": vendor["id"]}
+
+
+async def read_state(client: Client, setup_info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The database's view, per channel: slot id -> (version, (booked, held, available))."""
+    out: dict[str, dict[str, Any]] = {}
+    window = setup_info["window"]
+    query = f"?from={window[0]}&to={window[1]}" if window else ""
+
+    async def one(ch: str, sid: str) -> None:
+        path = f"/api/services/{sid}/availability{query}"
+        # The server may still be busy with the run's backlog: give it time before giving up,
+        # since without the final state there is no verdict at all.
+        for attempt in range(3):
+            try:
+                resp = await client.request("GET", path)
+                break
+            except HttpError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(2.0)
+        data = _expect(resp, 200, f"reading availability of {ch}")
+        out[ch] = {
+            str(s["id"]): (int(s["version"]), (int(s["booked"]), int(s["held"]),
+                                               int(s["available"])))
+            for s in data["slots"]
+        }
+
+    await asyncio.gather(*(one(ch, sid) for ch, sid in setup_info["services"].items()))
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+class Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last_line = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            sys.stderr.write("\r\x1b[K" + text)
+            sys.stderr.flush()
+        elif force or time.monotonic() - self.last_line >= 5.0:
+            self.last_line = time.monotonic()
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class Coordinator:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.progress = Progress(not args.quiet)
+        self.client = Client(args.url, size=args.max_in_flight + 4, token=args.token)
+        self.host, self.port, self.base = split_url(args.url)
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        self.last: dict[int, dict[str, Any]] = {}
+        self.connected: dict[int, dict[str, Any]] = {}
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.storms: dict[int, dict[str, Any]] = {}
+        self.refs: list[tuple[str, int, float, float]] = []
+        self.http = Histogram()
+        self.booked = 0
+        self.conflicts = 0
+        self.attempted = 0
+        self.skipped = 0
+        self.book_errors: dict[str, int] = {}
+        self.in_flight = 0
+        self.changed = asyncio.Event()
+        self.samples: list[tuple[float, int]] = []  # (time, delivered) for events/s
+        self.stopped = False
+        self.conflicts_by_slot: dict[str, int] = {}
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def start_workers(self, plan: list[list[tuple[str, int]]], addrs: list[str | None],
+                      max_seconds: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        path = self.base + self.args.ws_path
+        if self.args.token:
+            path += f"?token={self.args.token}"
+        for i, channels in enumerate(plan):
+            parent, child = ctx.Pipe(duplex=True)
+            spec = {
+                "index": i, "host": self.host, "port": self.port, "path": path,
+                "dialect": self.args.protocol, "channels": channels,
+                "source_address": addrs[i], "connect_timeout": self.args.connect_timeout,
+                "connect_concurrency": self.args.connect_concurrency,
+                "max_seconds": max_seconds,
+            }
+            proc = ctx.Process(target=worker_main, args=(child, spec), daemon=True,
+                               name=f"loadtest-worker-{i}")
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+            loop.add_reader(parent.fileno(), self._on_pipe, i)
+
+    def _on_pipe(self, i: int) -> None:
+        conn = self.conns[i]
+        try:
+            while conn.poll():
+                kind, info = conn.recv()
+                if kind == "progress":
+                    self.last[i] = info
+                elif kind == "connected":
+                    self.connected[i] = info
+                    self.last[i] = info
+                elif kind == "storm":
+                    self.storms[i] = info
+                elif kind == "report":
+                    self.reports[i] = info
+                    self.last[i] = info
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            self.reports.setdefault(i, {"died": True})
+        self.changed.set()
+
+    def broadcast(self, msg: Any) -> None:
+        for i, conn in enumerate(self.conns):
+            if i in self.reports:
+                continue
+            try:
+                conn.send(msg)
+            except (BrokenPipeError, OSError):
+                self.reports.setdefault(i, {"died": True})
+
+    async def wait_for(self, what: dict[int, Any], bound: float, label: str) -> None:
+        deadline = time.monotonic() + bound
+        while len(what) < len(self.conns):
+            dead = [i for i, p in enumerate(self.procs) if not p.is_alive() and i not in what]
+            if dead:
+                raise LoadTestError(f"client process {dead[0]} exited while {label}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LoadTestError(f"client processes did not finish {label} in {bound:.0f}s")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
+            self.show_progress(label)
+
+    def stop_workers(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.broadcast(("stop",))
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)
+        for c in self.conns:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(c.fileno())
+            c.close()
+
+    # -- progress --------------------------------------------------------------------------
+
+    def totals(self) -> tuple[int, int, Histogram]:
+        connected = sum(int(v.get("connected", 0)) for v in self.last.values())
+        delivered = sum(int(v.get("counters", {}).get("delivered", 0)) for v in self.last.values())
+        lat = merged(Histogram.from_dict(v["latency"]) for v in self.last.values()
+                     if "latency" in v)
+        return connected, delivered, lat
+
+    def show_progress(self, phase: str) -> None:
+        connected, delivered, lat = self.totals()
+        now = time.monotonic()
+        self.samples.append((now, delivered))
+        self.samples = self.samples[-10:]
+        rate = 0.0
+        if len(self.samples) >= 2 and self.samples[-1][0] > self.samples[0][0]:
+            (t0, d0), (t1, d1) = self.samples[max(0, len(self.samples) - 3)], self.samples[-1]
+            rate = (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+        self.progress.show(
+            f"[{phase}] connected {connected}/{self.args.sockets}  booked {self.booked}"
+            f" (conflicts {self.conflicts}, errors {sum(self.book_errors.values())})"
+            f"  events/s {rate:,.0f}  delivered {delivered:,}  p99 {lat.percentile(99)*1e3:.1f} ms"
+        )
+
+    # -- booking -----------------------------------------------------------------------------
+
+    async def book_one(self, slot_id: str) -> None:
+        self.in_flight += 1
+        sent = time.monotonic()
+        try:
+            resp = await self.client.request("POST", "/api/bookings", {"slot_id": slot_id})
+        except HttpError as exc:
+            self._count_error(f"request failed: {exc}"[:160])
+            return
+        finally:
+            self.in_flight -= 1
+        answered = time.monotonic()
+        self.http.add(answered - sent)
+        if resp.status == 201:
+            try:
+                slot = resp.json()["slot"]
+                self.refs.append((str(slot["id"]), int(slot["version"]), sent, answered))
+                self.booked += 1
+            except (ValueError, KeyError, TypeError):
+                self._count_error("201 without a slot object")
+        elif resp.status == 409:
+            self.conflicts += 1
+            self.conflicts_by_slot[slot_id] = self.conflicts_by_slot.get(slot_id, 0) + 1
+        else:
+            self._count_error(resp.error_code())
+
+    def _count_error(self, code: str) -> None:
+        self.book_errors[code] = self.book_errors.get(code, 0) + 1
+
+    async def book(self, slots: list[str], hot: str | None) -> float:
+        rate, duration = self.args.rate, self.args.duration
+        tasks: set[asyncio.Task[None]] = set()
+        t0 = time.monotonic()
+        end = t0 + duration
+        storm_at = None if self.args.reconnect_at is None else t0 + self.args.reconnect_at
+        next_flush = next_progress = t0
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            due = int((now - t0) * rate) - self.attempted
+            for _ in range(max(0, due)):
+                self.attempted += 1
+                if self.in_flight >= self.args.max_in_flight:
+                    self.skipped += 1
+                    continue
+                task = asyncio.create_task(self.book_one(hot or self.rng.choice(slots)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if storm_at is not None and now >= storm_at:
+                storm_at = None
+                self.broadcast(("reconnect",))
+            if now >= next_flush:
+                self.flush_refs()
+                next_flush = now + REF_FLUSH_SECONDS
+            if now >= next_progress:
+                self.show_progress("booking")
+                next_progress = now + 1.0
+            await asyncio.sleep(0.002)
+        if tasks:
+            await asyncio.wait(tasks, timeout=15.0)
+            for t in tasks:
+                t.cancel()
+        self.flush_refs()
+        return time.monotonic() - t0
+
+    def flush_refs(self) -> None:
+        if self.refs:
+            batch, self.refs = self.refs, []
+            self.broadcast(("refs", batch))
+
+    # -- the whole run ------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        args = self.args
+        procs = plan_processes(args)
+        addrs = source_addresses(args, procs)
+        info = await setup(self.client, args)
+        channels = list(info["services"])
+        if args.service and len(channels) < 1:
+            raise LoadTestError("no channels")
+        slots = [s for ch in channels for s in info["slots"][ch]]
+        if not slots:
+            raise LoadTestError("no slots to book")
+        hot = slots[0] if args.hot_slot else None
+        plan = split_sockets(args.sockets, channels, procs)
+        ramp_bound = args.connect_timeout * math.ceil(
+            args.sockets / (procs * args.connect_concurrency)) + 30
+        max_seconds = ramp_bound + args.duration + args.drain_timeout + 120
+        self.start_workers(plan, addrs, max_seconds)
+        t_ramp = time.monotonic()
+        await self.wait_for(self.connected, ramp_bound, "connecting")
+        ramp = time.monotonic() - t_ramp
+        if self.totals()[0] == 0:
+            errors: dict[str, int] = {}
+            for v in self.connected.values():
+                errors.update(v.get("errors", {}))
+            raise LoadTestError(f"no socket could connect: {errors}")
+        self.progress.show(f"connected {self.totals()[0]} sockets in {ramp:.1f}s", force=True)
+        await asyncio.sleep(0.5)  # let the server's presence and subscription work settle
+        t_book = time.monotonic()
+        booking_seconds = await self.book(slots, hot)
+        if args.reconnect_at is not None:
+            with contextlib.suppress(LoadTestError):
+                await self.wait_for(self.storms, ramp_bound, "reconnecting")
+        expected = await read_state(self.client, info)
+        t_final = time.monotonic()
+        channel_of = {sid: ch for ch, ids in info["slots"].items() for sid in ids}
+        conflicts: dict[str, int] = {}
+        for sid, n in self.conflicts_by_slot.items():
+            ch = channel_of.get(sid)
+            if ch is not None:
+                conflicts[ch] = conflicts.get(ch, 0) + n
+        self.broadcast(("final", expected, args.drain_timeout, conflicts))
+        await self.wait_for(self.reports, args.drain_timeout + 30, "draining")
+        self.progress.done()
+        self.stop_workers()
+        return self.report(info, plan, procs, ramp, booking_seconds, t_final - t_book, expected)
+
+    def report(self, info: dict[str, Any], plan: list[list[tuple[str, int]]], procs: int,
+               ramp: float, booking_seconds: float, until_final: float,
+               expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        args = self.args
+        reps = [self.reports[i] for i in sorted(self.reports) if not self.reports[i].get("died")]
+        died = len(self.reports) - len(reps)
+        counters = Counters()
+        for r in reps:
+            counters.merge(Counters.from_dict(r["counters"]))
+        latency = merged(Histogram.from_dict(r["latency"]) for r in reps)
+        connect = merged(Histogram.from_dict(self.connected[i]["connect"]) for i in self.connected)
+        reconnect = merged(Histogram.from_dict(r["reconnect"]) for r in reps)
+        final = {"lost": 0, "behind": 0, "mismatched": 0, "conflicts_missed": 0}
+        for r in reps:
+            for k in final:
+                final[k] += int((r.get("final") or {}).get(k, 0))
+        drain = max((float(r.get("drain_seconds") or 0.0) for r in reps), default=0.0)
+        window = until_final + drain
+        errors: dict[str, int] = {}
+        for r in reps:
+            for k, v in r.get("errors", {}).items():
+                errors[k] = errors.get(k, 0) + v
+        per_channel = {ch: 0 for ch in info["services"]}
+        for share in plan:
+            for ch, n in share:
+                per_channel[ch] += n
+        connected_at_start = sum(int(self.connected[i].get("connected", 0)) for i in self.connected)
+        before = sum(int(r.get("before_response", 0)) for r in reps)
+        ok = (
+            final["lost"] == 0 and final["mismatched"] == 0 and counters.duplicated == 0
+            and counters.out_of_order == 0 and died == 0
+        )
+        out: dict[str, Any] = {
+            "ok": ok,
+            "server": args.url,
+            "protocol": args.protocol,
+            "workload": {
+                "sockets": args.sockets, "channels": len(info["services"]),
+                "slots": sum(len(v) for v in info["slots"].values()),
+                "rate": args.rate, "duration": args.duration, "hot_slot": args.hot_slot,
+                "processes": procs, "reconnect_at": args.reconnect_at,
+            },
+            "connect": {
+                "connected": connected_at_start,
+                "failed": args.sockets - connected_at_start,
+                "ramp_seconds": round(ramp, 3),
+                "latency": connect.summary(),
+            },
+            "bookings": {
+                "attempted": self.attempted,
+                "sent": self.attempted - self.skipped,
+                "succeeded": self.booked,
+                "conflicts": self.conflicts,
+                "skipped_in_flight_limit": self.skipped,
+                "errors": self.book_errors,
+                "seconds": round(booking_seconds, 3),
+                "achieved_rate": round(self.booked / booking_seconds, 1) if booking_seconds else 0,
+                "http_latency": self.http.summary(),
+            },
+            "delivery": {
+                "latency_measured_from": "booking request sent (upper bound of commit to receipt)",
+                "latency": latency.summary(),
+                "delivered": counters.delivered,
+                "events_per_second": round(counters.delivered / window, 1) if window > 0 else 0,
+                "delivered_before_http_response": round(before / latency.count, 4)
+                if latency.count else 0.0,
+                "lost": final["lost"],
+                "subscriber_slots_behind": final["behind"],
+                "state_mismatched": final["mismatched"],
+                "duplicated": counters.duplicated,
+                "out_of_order": counters.out_of_order,
+                "gaps_coalesced": counters.gaps,
+                "skipped_versions": counters.skipped_versions,
+                "conflicts_seen": counters.conflicts_seen,
+                "conflicts_missed": final["conflicts_missed"],
+                "error_frames": counters.error_frames,
+                "unexpected_closes": counters.unexpected_closes,
+                "connect_errors": counters.connect_errors,
+                "unmatched_latency": counters.unmatched_latency,
+                "drain_seconds": round(drain, 3),
+            },
+            "reconnect": None if args.reconnect_at is None else {
+                "storm_seconds": max((float(r.get("storm_seconds") or 0) for r in reps),
+                                     default=0.0),
+                "resumed_from_cursor": counters.resumed_from_cursor,
+                "resynced_by_snapshot": counters.resynced_by_snapshot,
+                "latency": reconnect.summary(),
+            },
+            "workers": [
+                {"index": r["index"], "cpu_seconds": round(r["cpu_seconds"], 2),
+                 "max_rss_mib": round(r["max_rss_kib"] / 1024, 1),
+                 "delivered": r["counters"]["delivered"]}
+                for r in reps
+            ],
+            "workers_died": died,
+            "errors": errors,
+            "histograms": {
+                "latency": latency.to_dict(), "connect": connect.to_dict(),
+                "reconnect": reconnect.to_dict(), "http": self.http.to_dict(),
+            },
+        }
+        return out
+
+
+def format_report(r: dict[str, Any]) -> str:
+    w, c, b, d = r["workload"], r["connect"], r["bookings"], r["delivery"]
+    lat, http = d["latency"], b["http_latency"]
+    lines = [
+        f"realtime loadtest: {w['sockets']} sockets on {w['channels']} channels "
+        f"({w['processes']} client processes), {w['rate']:g} bookings/s for {w['duration']:g}s"
+        f"{' on one hot slot' if w['hot_slot'] else ''}, protocol {r['protocol']}",
+        "",
+        f"connect      {c['connected']} connected, {c['failed']} failed, ramp {c['ramp_seconds']}s;"
+        f" per socket p50 {c['latency']['p50_ms']} ms, p99 {c['latency']['p99_ms']} ms",
+        f"bookings     {b['succeeded']} booked, {b['conflicts']} conflicts, "
+        f"{sum(b['errors'].values())} errors, {b['skipped_in_flight_limit']} skipped; "
+        f"{b['achieved_rate']}/s; HTTP p50 {http['p50_ms']} ms, p99 {http['p99_ms']} ms",
+        f"latency      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  "
+        f"max {lat['max_ms']} ms  (from {d['latency_measured_from']})",
+        f"delivered    {d['delivered']:,} updates, {d['events_per_second']:,.0f}/s; "
+        f"{d['delivered_before_http_response']:.0%} before the booker's HTTP response",
+        f"lost         {d['lost']}   duplicated {d['duplicated']}   out of order "
+        f"{d['out_of_order']}   state mismatched {d['state_mismatched']}",
+        f"other        conflicts seen {d['conflicts_seen']} (missed "
+        f"{d['conflicts_missed']}), coalesced gaps "
+        f"{d['gaps_coalesced']}, error frames {d['error_frames']}, unexpected closes "
+        f"{d['unexpected_closes']}, drain {d['drain_seconds']}s",
+    ]
+    if r.get("reconnect"):
+        rc = r["reconnect"]
+        lines.append(
+            f"reconnect    storm {rc['storm_seconds']:.2f}s; per socket p50 "
+            f"{rc['latency']['p50_ms']} ms, p99 {rc['latency']['p99_ms']} ms; "
+            f"{rc['resumed_from_cursor']} resumed from their cursor, "
+            f"{rc['resynced_by_snapshot']} got a snapshot"
+        )
+    for wk in r["workers"]:
+        lines.append(
+            f"worker {wk['index']}     cpu {wk['cpu_seconds']}s, rss {wk['max_rss_mib']} MiB"
+        )
+    if r["errors"] or b["errors"]:
+        lines.append("errors:")
+        for k, v in list(b["errors"].items()) + list(r["errors"].items()):
+            lines.append(f"  {v:>7}  {k}")
+    lines.append("")
+    lines.append("OK: nothing lost, duplicated or out of order" if r["ok"]
+                 else "FAILED: see lost / duplicated / out of order above")
+    return "\n".join(lines)
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # optional: the standard loop is slower but correct
+        return None
+    return uvloop.new_event_loop
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a load test; the exit status (0 ok, 1 loss or disorder, 2 could not run)."""
+    try:
+        check_args(args)
+    except (LoadTestError, ValueError) as exc:
+        print(f"realtime loadtest: {exc}", file=sys.stderr)
+        return 2
+    async def main() -> dict[str, Any]:
+        coord = Coordinator(args)
+        try:
+            return await coord.run()
+        finally:
+            coord.progress.done()
+            coord.stop_workers()
+            coord.client.close()
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            report = runner.run(main())
+    except (LoadTestError, HttpError) as exc:
+        print(f"\nrealtime loadtest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrealtime loadtest: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_report(report))
+    return 0 if report["ok"] else 1

@@ -45,6 +45,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: asyncpg still rolls back an open transaction before calling it.
+
+    The default runs `RESET ALL; UNLISTEN *; ...` on every release: one more round trip per
+    booking. Pooled connections never carry session state here (LISTEN lives on its own
+    connection, settings are SET LOCAL, advisory locks are transaction-scoped), so skip it.
+    """
+
+
 async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> asyncpg.Pool:
     """A pool whose json/jsonb columns come back as Python objects (decoded by orjson)."""
     pool = await asyncpg.create_pool(
@@ -52,6 +61,7 @@ async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
         # Keepalives let a dead peer be noticed in seconds instead of TCP's minutes.
         server_settings={"application_name": "realtime", "tcp_keepalives_idle": "5",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -26,7 +27,7 @@ class Event:
     alternatives_json: str | None
 
     @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Event:
+    def from_record(cls, r: asyncpg.Record | tuple[Any, ...]) -> Event:
         return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 

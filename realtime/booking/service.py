@@ -157,33 +157,24 @@ class BookingService:
         `pos` plus those events, which the hub skips once when they arrive numbered.
         """
         column = "vendor_id" if kind == "vendor" else "service_id"
-
-        async def op() -> Snapshot | None:
-            async with self.pool.acquire() as conn, conn.transaction(
-                    isolation="repeatable_read", readonly=True):
-                owner = await conn.fetchval(
-                    f"SELECT EXISTS (SELECT 1 FROM {'rt_vendors' if kind == 'vendor' else 'rt_services'}"
-                    " WHERE id = $1)", id_)
-                if not owner:
-                    return None
-                slots = await conn.fetch(
-                    f"""SELECT rt_slot_json(s) FROM rt_slots s
-                        WHERE s.{column} = $1
-                          AND ($2::timestamptz IS NULL OR s.ends_at > $2)
-                          AND ($3::timestamptz IS NULL OR s.starts_at < $3)
-                        ORDER BY s.starts_at, s.id LIMIT {SNAPSHOT_LIMIT}""",
-                    id_, from_, to)
-                state = await conn.fetchrow("SELECT epoch, last_pos FROM rt_sequencer")
-                pending = await conn.fetch(
-                    f"SELECT id FROM rt_events WHERE pos IS NULL AND {column} = $1 ORDER BY id",
-                    id_)
-                return Snapshot([r[0] for r in slots], state["last_pos"], state["epoch"],
-                                [r[0] for r in pending])
-
-        snap = await retrying(op)
-        if snap is None:
+        owner = "rt_vendors" if kind == "vendor" else "rt_services"
+        # One statement is one snapshot: no explicit transaction, one round trip.
+        sql = f"""
+            SELECT EXISTS (SELECT 1 FROM {owner} WHERE id = $1) AS found,
+                   (SELECT coalesce(jsonb_agg(rt_slot_json(s) ORDER BY s.starts_at, s.id), '[]')
+                    FROM (SELECT * FROM rt_slots s
+                          WHERE s.{column} = $1
+                            AND ($2::timestamptz IS NULL OR s.ends_at > $2)
+                            AND ($3::timestamptz IS NULL OR s.starts_at < $3)
+                          ORDER BY s.starts_at, s.id LIMIT {SNAPSHOT_LIMIT}) s) AS slots,
+                   q.epoch, q.last_pos,
+                   ARRAY(SELECT e.id FROM rt_events e
+                         WHERE e.pos IS NULL AND e.{column} = $1 ORDER BY e.id) AS pending
+            FROM rt_sequencer q WHERE q.id = 1"""
+        row = await retrying(lambda: self.pool.fetchrow(sql, id_, from_, to))
+        if not row["found"]:
             raise errors.VendorNotFound() if kind == "vendor" else errors.ServiceNotFound()
-        return snap
+        return Snapshot(row["slots"], row["last_pos"], row["epoch"], list(row["pending"]))
 
     async def availability(self, kind: ChannelKind, id_: str, from_: datetime | None,
                            to: datetime | None) -> dict[str, Any]:
@@ -194,26 +185,23 @@ class BookingService:
                            epoch: str) -> EventsPage | None:
         """Exactly the channel's events after `pos`, or None when they are no longer all kept."""
         column = "vendor_id" if kind == "vendor" else "service_id"
-
-        async def op() -> EventsPage | None:
-            async with self.pool.acquire() as conn, conn.transaction(
-                    isolation="repeatable_read", readonly=True):
-                state = await conn.fetchrow(
-                    "SELECT epoch, last_pos, pruned_pos FROM rt_sequencer")
-                if (epoch != state["epoch"] or pos < state["pruned_pos"]
-                        or pos > state["last_pos"]):
-                    return None
-                rows = await conn.fetch(
-                    f"""SELECT {EVENT_COLUMNS} FROM rt_events
-                        WHERE {column} = $1 AND pos > $2 AND pos <= $3
-                        ORDER BY pos LIMIT {RESUME_LIMIT + 1}""",
-                    id_, pos, state["last_pos"])
-                if len(rows) > RESUME_LIMIT:
-                    return None
-                return EventsPage([Event.from_record(r) for r in rows], state["last_pos"],
-                                  state["epoch"])
-
-        return await retrying(op)
+        # One statement is one snapshot: the state row and the events agree.
+        sql = f"""
+            SELECT q.epoch AS q_epoch, q.last_pos AS q_last, q.pruned_pos AS q_pruned, e.*
+            FROM rt_sequencer q
+            LEFT JOIN LATERAL (
+                SELECT {EVENT_COLUMNS} FROM rt_events
+                WHERE {column} = $1 AND pos > $2 AND pos <= q.last_pos
+                ORDER BY pos LIMIT {RESUME_LIMIT + 1}) e ON true
+            WHERE q.id = 1"""
+        rows = await retrying(lambda: self.pool.fetch(sql, id_, pos))
+        state = rows[0]
+        if epoch != state["q_epoch"] or pos < state["q_pruned"] or pos > state["q_last"]:
+            return None
+        if len(rows) > RESUME_LIMIT:
+            return None
+        events = [Event.from_record(tuple(r)[3:]) for r in rows if r["pos"] is not None]
+        return EventsPage(events, state["q_last"], state["q_epoch"])
 
     # -- customer ---------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,6 +38,27 @@ log = logging.getLogger("realtime.app")
 STATIC = Path(__file__).parent / "static"
 
 
+_METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"})
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@functools.cache
+def _children(method: str, route: str, status: int) -> tuple[Any, Any]:
+    # labels() takes a lock and builds a key on every call; the set of (method, route,
+    # status) is small and bounded (unknown methods are "OTHER"), so look each up once.
+    return (metrics.HTTP_REQUESTS.labels(method, route, str(status)),
+            metrics.HTTP_LATENCY.labels(method, route))
+
+
+def _client_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """A caller's X-Request-Id is kept (for tracing across services) if it is a plain token."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SAFE_ID.match(text) else None
+    return None
+
+
 class RequestContext:
     """Request id, one structured log line and metrics per HTTP request (pure ASGI)."""
 
@@ -46,8 +69,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        rid = _client_request_id(scope["headers"]) or uuid.uuid4().hex
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -66,9 +88,10 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", "unmatched")
-            method = scope["method"]
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(method, route).observe(elapsed)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            counter, histogram = _children(method, route, status)
+            counter.inc()
+            histogram.observe(elapsed)
             if route not in ("metrics", "healthz") or status >= 400:
                 log.info("request", extra={"method": method, "path": scope["path"],
                                            "status": status, "ms": round(elapsed * 1000, 2)})

@@ -1,0 +1,1 @@
+"""WebSocket channels: live availability for subscribers of vendor and service channels."""

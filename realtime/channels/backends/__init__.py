@@ -1,0 +1,19 @@
+"""Presence backends: where subscriber counts per channel are kept."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class PresenceBackend(Protocol):
+    """Counts subscribers per channel; in-process now, shared between processes later (Redis).
+
+    `changed` is called synchronously from the hub (never awaits on the fan-out path);
+    `poll` returns the channels whose total changed since the last poll, with their totals.
+    """
+
+    def changed(self, channel: str, delta: int) -> None: ...
+
+    async def poll(self) -> dict[str, int]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,543 @@
+"""The `/ws` endpoint: a thin ASGI adapter between one socket and the hub.
+
+It is a raw ASGI app (Starlette mounts it as is) so that the per-frame path is one call into
+the server's own `send`: the fan-out's cost per subscriber is what matters at 10k sockets.
+Per socket: a reader loop (parse, rate-limit, act, reply) and one writer task that drains the
+socket's bounded outbox. Protocol-level pings (dead peers) are uvicorn's job, configured with
+`ws_ping_interval` / `ws_ping_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from realtime.auth import Principal, decode_token
+from realtime.booking import cursor as cursors
+from realtime.channels import gcwatch, metrics
+from realtime.channels.direct import DirectWriter
+from realtime.channels.hub import Subscriber
+from realtime.channels.protocol import (
+    MAX_FRAME_BYTES,
+    Auth,
+    Book,
+    Cancel,
+    ClientMessage,
+    Hold,
+    MessageError,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    encode_error,
+    encode_pong,
+    encode_result,
+    encode_result_error,
+    encode_subscribed_events,
+    encode_subscribed_snapshot,
+    encode_unsubscribed,
+    parse,
+)
+from realtime.errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_OVERLOAD,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    BadMessage,
+    NotFound,
+    NotSubscribed,
+    RateLimited,
+    RealtimeError,
+    TooManySubscriptions,
+    Unauthorized,
+    UnknownChannel,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from realtime.channels.runtime import ChannelRuntime
+
+log = logging.getLogger("realtime.channels.endpoint")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+# Bounds the kernel's share of a stalled reader's backlog; past it the outbox (coalescing,
+# then 1013) takes over. Loopback autotuning would otherwise let each socket buffer megabytes.
+SOCKET_SEND_BUFFER = 64 * 1024
+STUCK_WRITE_SECONDS = 2.0
+TRANSPORT_HIGH_WATER = 16 * 1024
+WRITE_CHUNK = 32
+LATENCY_SAMPLE_EVERY = 16
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser) passes; a browser's must be listed, or be the server's own."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if allowed:
+        return "*" in allowed or origin in allowed
+    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+def _server_send(send: Any, depth: int = 0) -> Any:
+    """The server's own `send` behind `send`, through any middleware wrappers, or None.
+
+    It is a method of the server's protocol object, which serves for what ASGI cannot
+    express: sizing the kernel send buffer, writing frames directly (direct.py), and aborting
+    a socket whose peer stopped reading (a close frame cannot be written to it either).
+    """
+    owner = getattr(send, "__self__", None)
+    if owner is not None and hasattr(owner, "transport"):
+        return send
+    if depth > 4:
+        return None
+    for cell in getattr(send, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):
+            found = _server_send(cell.cell_contents, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+class Connection:
+    __slots__ = (
+        "_abort_scheduled",
+        "_burst",
+        "_close_sent",
+        "_closed_waiter",
+        "_direct",
+        "_finished",
+        "_protocol",
+        "_rate",
+        "_send",
+        "_tokens",
+        "_tokens_at",
+        "_writer",
+        "principal",
+        "runtime",
+        "scope",
+        "sub",
+    )
+    _counter = 0
+    frames_sent = 0
+
+    def __init__(self, runtime: ChannelRuntime, scope: dict[str, Any], send: Send) -> None:
+        Connection._counter += 1
+        self.runtime = runtime
+        self.scope = scope
+        self._send = send
+        server_send = _server_send(send)
+        self._protocol = getattr(server_send, "__self__", None)
+        if server_send is not None:
+            # Past middleware wrappers that only matter for HTTP.
+            self._send = server_send
+        self._direct = DirectWriter.attach(self._protocol)
+        # A bare future, made only if someone waits, rather than an asyncio.Event: an Event
+        # carries a deque (~700 bytes) for its whole life, and there are 10k sockets.
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._finished = False
+        self._close_sent = False
+        self.sub = Subscriber(
+            runtime.settings.ws_send_queue,
+            self._wake,
+            sampled=Connection._counter % LATENCY_SAMPLE_EVERY == 0,
+            owner=self,
+        )
+        self.principal: Principal | None = None
+        # Exists only while the socket owes something it could not write at once (its buffer
+        # is full, or it must close): an idle socket costs no task.
+        self._writer: asyncio.Task[None] | None = None
+        self._abort_scheduled = False
+        rate = runtime.settings.ws_messages_per_second
+        self._rate = rate
+        self._burst = max(10.0, 2 * rate)
+        self._tokens = self._burst
+        self._tokens_at = time.monotonic()
+
+    async def wait_closed(self) -> None:
+        if self._finished:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed_waiter)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        settings = self.runtime.settings
+        await self._send({"type": "websocket.accept"})
+        if self.runtime.closing:
+            await self._close(CLOSE_GOING_AWAY, "server is shutting down")
+            return
+        if not self._origin_allowed():
+            await self._close(CLOSE_POLICY, "origin not allowed")
+            return
+        token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
+        if token and settings.auth_enabled:
+            try:
+                self.principal = decode_token(token[0], settings)
+            except Unauthorized:
+                await self._close(CLOSE_POLICY, "bad token")
+                return
+        self._tune_socket()
+        self.runtime.connections.add(self)
+        metrics.CONNECTIONS.inc()
+        try:
+            await self._read_loop(receive)
+        finally:
+            self.runtime.hub.drop(self.sub)
+            self._finished = True
+            gcwatch.closed()
+            self.runtime.connections.discard(self)
+            if self._closed_waiter is not None and not self._closed_waiter.done():
+                self._closed_waiter.set_result(None)
+            metrics.CONNECTIONS.dec()
+            writer = self._writer
+            if writer is not None and not writer.done():
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+
+    def _origin_allowed(self) -> bool:
+        headers = _headers(self.scope)
+        return origin_allowed(
+            headers.get("origin"), headers.get("host"), self.runtime.settings.allowed_origins
+        )
+
+    def _tune_socket(self) -> None:
+        transport = getattr(self._protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        if transport is not None:
+            # The user-space share of a slow peer's backlog; past it the outbox takes over.
+            with contextlib.suppress(AttributeError, ValueError):
+                transport.set_write_buffer_limits(high=TRANSPORT_HIGH_WATER)
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _wake(self) -> None:
+        sub = self.sub
+        if sub.close_code == CLOSE_OVERLOAD and not self._abort_scheduled and not self._finished:
+            # Typically its writer is stuck behind a full buffer: give the close frame a few
+            # seconds to get out, then drop the connection.
+            self._abort_scheduled = True
+            asyncio.get_running_loop().call_later(STUCK_WRITE_SECONDS, self._abort_if_stuck)
+        if self._finished or self._close_sent or self._writer is not None:
+            return  # gone, or a writer is at work and looks at the outbox before it ends
+        # The direct path writes right here, synchronously, as broadcast() would.
+        if self._direct is not None and sub.close_code is None and self._flush_direct():
+            return
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def _abort_if_stuck(self) -> None:
+        if self._finished:
+            return
+        # Asked to close seconds ago and still open: the peer does not read, and a close frame
+        # queues behind the same full buffer. Drop the TCP connection.
+        self.abort()
+
+    def _flush_direct(self) -> bool:
+        """Write (part of) the outbox now; True if nothing is left to write.
+
+        At most WRITE_CHUNK frames per write: the transport takes whatever it is given, so
+        this is what bounds a socket's buffered bytes (its high-water mark plus one chunk)
+        when its peer reads slowly; the rest waits in the outbox, where it can be coalesced.
+        """
+        direct = self._direct
+        assert direct is not None
+        state = direct.state()
+        if state == 0:
+            return False
+        batch = self.sub.take(WRITE_CHUNK)
+        if state < 0:
+            self.sub.take()
+            return True
+        if batch:
+            direct.write(batch)
+            self._sent(batch)
+        return not self.sub.frames
+
+    def take_direct(self) -> tuple[int, bytes] | None:
+        """(fd, bytes) of the outbox, taken, if it may be written to the socket from a thread.
+
+        Only when nothing else is in flight for this socket: no writer task, nothing in the
+        transport's buffer (else order could break), not paused, not closing.
+        """
+        direct = self._direct
+        if (
+            direct is None
+            or direct.fd < 0
+            or self._writer is not None
+            or self._finished
+            or self._close_sent
+            or self.sub.close_code is not None
+            or direct.state() != 1
+            or direct.buffered()
+        ):
+            return None
+        batch = self.sub.take(WRITE_CHUNK)
+        if not batch:
+            return None
+        self._sent(batch)
+        return direct.fd, direct.data(batch)
+
+    def write_rest(self, data: bytes) -> None:
+        """What the kernel did not take from a bulk write, through the transport."""
+        if self._direct is not None:
+            self._direct.write_bytes(data)
+
+    def _sent(self, batch: list[bytes]) -> None:
+        # A plain counter here; the runtime moves it into Prometheus once a second, because
+        # an inc() per socket per frame costs as much as the write.
+        Connection.frames_sent += len(batch)
+        sub = self.sub
+        if sub.sampled and sub.stamp:
+            metrics.DELIVERY_LATENCY.observe(asyncio.get_running_loop().time() - sub.stamp)
+            sub.stamp = 0.0
+
+    def abort(self) -> None:
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None:
+            transport.abort()
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _write_loop(self) -> None:
+        sub = self.sub
+        direct = self._direct
+        send = self._send
+        # One message dict for every frame: the server reads it before `send` returns.
+        msg: dict[str, Any] = {"type": "websocket.send", "text": ""}
+        try:
+            while True:
+                if sub.frames:
+                    if direct is not None:
+                        if not self._flush_direct():
+                            if direct.state() == 0:
+                                await direct.wait_writable()
+                            else:
+                                await asyncio.sleep(0)  # more chunks: let others run first
+                    else:
+                        batch = sub.take()
+                        for frame in batch:
+                            if sub.close_code == CLOSE_OVERLOAD:
+                                break  # what it still owes is dropped; it resumes by cursor
+                            msg["text"] = frame.decode()
+                            await send(msg)
+                        self._sent(batch)
+                    continue
+                if sub.close_code is not None:
+                    self._close_sent = True
+                    await self._close(sub.close_code)
+                return
+        except (OSError, RuntimeError):
+            return  # the peer went away; the read loop sees the disconnect
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
+
+    async def _read_loop(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                if len(data) > MAX_FRAME_BYTES:
+                    self.sub.close(CLOSE_TOO_BIG)
+                    continue
+                self._error(MessageError(BadMessage("send text frames, one JSON object each")))
+                continue
+            if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+                self.sub.close(CLOSE_TOO_BIG)
+                continue
+            if self.sub.close_code is not None or self.runtime.closing:
+                continue  # closing: act on nothing more
+            try:
+                msg = parse(text)
+            except MessageError as exc:
+                self._error(exc)
+                continue
+            if not self._take_token():
+                self._error(MessageError(RateLimited(1 / max(self._rate, 0.001)), msg.id))
+                continue
+            metrics.MESSAGES_RECEIVED.labels(type(msg).__name__.lower()).inc()
+            await self._handle(msg)
+
+    def _take_token(self) -> bool:
+        if self._rate <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _error(self, exc: MessageError) -> None:
+        metrics.ERRORS_SENT.labels(exc.error.code).inc()
+        if exc.as_result:
+            self.sub.send(encode_result_error(exc.id, exc.error))
+        else:
+            self.sub.send(encode_error(exc.error, exc.id))
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def _handle(self, msg: ClientMessage) -> None:
+        if isinstance(msg, Ping):
+            self.sub.send(encode_pong(msg.id))
+        elif isinstance(msg, Subscribe):
+            await self._subscribe(msg)
+        elif isinstance(msg, Unsubscribe):
+            if self.runtime.hub.leave(self.sub, msg.channel.name):
+                self.sub.send(encode_unsubscribed(msg.id, msg.channel.name))
+            else:
+                self._error(MessageError(NotSubscribed(), msg.id))
+        elif isinstance(msg, Auth):
+            self._auth(msg)
+        else:
+            await self.runtime.run_booking(self._book(msg))
+
+    def _auth(self, msg: Auth) -> None:
+        if not self.runtime.settings.auth_enabled:
+            self.sub.send(encode_result(msg.id, {}))
+            return
+        try:
+            principal = decode_token(msg.token, self.runtime.settings)
+        except Unauthorized as exc:
+            self._error(MessageError(exc, msg.id))
+            return
+        if self.principal is not None and principal.sub != self.principal.sub:
+            self._error(MessageError(Unauthorized("the new token is for another subject"), msg.id))
+            return
+        self.principal = principal
+        self.sub.send(encode_result(msg.id, {}))
+
+    async def _subscribe(self, msg: Subscribe) -> None:
+        hub = self.runtime.hub
+        channel = msg.channel
+        name = channel.name
+        if name not in self.sub.channels and (
+            len(self.sub.channels) >= self.runtime.settings.ws_max_subscriptions
+        ):
+            self._error(MessageError(TooManySubscriptions(), msg.id))
+            return
+        # Join first, read second: whatever the hub dispatches while we read is buffered and
+        # filtered against the position of what we read (see hub.py).
+        hub.begin_join(self.sub, name)
+        try:
+            page = None
+            if msg.since is not None:
+                page = await self._events_since(msg)
+            if page is not None:
+                cursor = cursors.encode(page.pos, page.epoch)
+                frames = [hub.encode_event(name, ev, page.epoch) for ev in page.events]
+                first = encode_subscribed_events(msg.id, name, cursor, frames)
+                hub.activate(self.sub, name, first, page.pos)
+            else:
+                snap = await self._snapshot(msg)
+                cursor = cursors.encode(snap.pos, snap.epoch)
+                first = encode_subscribed_snapshot(msg.id, name, cursor, snap.slots)
+                hub.activate(self.sub, name, first, snap.pos, snap.pending_ids)
+        except NotFound:
+            hub.leave(self.sub, name)
+            self._error(MessageError(UnknownChannel(f"no such channel {name}"), msg.id))
+        except RealtimeError as exc:
+            hub.leave(self.sub, name)
+            self._error(MessageError(exc, msg.id))
+        except Exception:
+            hub.leave(self.sub, name)
+            log.exception("subscribe to %s failed", name)
+            self._error(MessageError(RealtimeError(), msg.id))
+
+    async def _snapshot(self, msg: Subscribe) -> Any:
+        """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
+
+        Events committed but not yet numbered are in the snapshot yet will be numbered after
+        its position: the hub skips them live, but a client resuming from this cursor would get
+        them again. So number them and read again (twice at most); under a storm of writes the
+        last read stands and the hub's skip list keeps the live stream exact.
+        """
+        channel = msg.channel
+        snap = None
+        for attempt in range(3):
+            snap = await self.runtime.booking.snapshot(channel.kind, channel.id, msg.from_, msg.to)
+            if not snap.pending_ids or attempt == 2:
+                break
+            if not await self.runtime.listener.sequence_now():
+                break
+        return snap
+
+    async def _events_since(self, msg: Subscribe) -> Any:
+        try:
+            pos, epoch = cursors.decode(msg.since)
+        except ValidationError:
+            return None  # not a cursor we can use: the snapshot path answers it
+        channel = msg.channel
+        if not await self.runtime.booking.channel_exists(channel.kind, channel.id):
+            raise NotFound()
+        return await self.runtime.booking.events_since(channel.kind, channel.id, pos, epoch)
+
+    async def _book(self, msg: Book | Hold | Cancel) -> None:
+        booking = self.runtime.booking
+        principal = self.principal
+        if self.runtime.settings.auth_enabled and (
+            principal is None
+            or (principal.expires_at is not None and principal.expires_at <= time.time())
+        ):
+            error = Unauthorized("booking needs a valid token: connect with ?token= or send auth")
+            self.sub.send(encode_result_error(msg.id, error))
+            return
+        customer = principal.sub if principal else None
+        owner = None if principal is None or principal.admin else principal.sub
+        try:
+            if isinstance(msg, Book):
+                body = await booking.book(
+                    msg.slot_id,
+                    msg.quantity,
+                    customer_id=customer,
+                    hold_id=msg.hold_id,
+                    owner=owner,
+                    idempotency_key=msg.idempotency_key,
+                    idempotency_scope=owner or customer or "",
+                )
+            elif isinstance(msg, Hold):
+                body = await booking.hold(
+                    msg.slot_id, msg.quantity, msg.ttl_seconds, customer_id=customer
+                )
+            else:
+                body = await booking.cancel(msg.booking_id, owner=owner)
+        except RealtimeError as exc:
+            self.runtime.count_booking(msg, exc.code)
+            self.sub.send(encode_result_error(msg.id, exc))
+            return
+        except Exception:
+            log.exception("%s over the socket failed", type(msg).__name__)
+            self.runtime.count_booking(msg, "INTERNAL_ERROR")
+            self.sub.send(encode_result_error(msg.id, RealtimeError()))
+            return
+        self.runtime.count_booking(msg, "ok")
+        self.sub.send(encode_result(msg.id, body))

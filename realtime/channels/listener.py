@@ -1,0 +1,256 @@
+"""The listener: a dedicated LISTEN connection, the sequencer and the event reader.
+
+Notifications are only doorbells (FACTS.md: a dropped LISTEN session misses them and nothing
+replays them); the event table is the log. So every path that could have missed a
+notification ends in the same place: read `rt_events` after the last position dispatched.
+After a reconnect, after a poll, after our own sequencer numbered something: read again.
+
+- connection task: `LISTEN rt_doorbell, rt_events` on its own connection (a pooled one runs
+  `UNLISTEN *` when released), a termination listener plus a heartbeat query with a timeout,
+  so that a dead connection is noticed within seconds, not when TCP gives up
+  (MagicStack/asyncpg#519); reconnects with backoff and jitter.
+- sequencer task: on a doorbell or every `sequencer_poll_seconds`, `rt_sequence_events()` on a
+  pooled connection until it numbers nothing more.
+- reader task: on `rt_events` (or our own sequencer's work, or a backstop poll) fetch the
+  events after `last_pos` and hand each batch to the hub.
+- pruner task: deletes events older than the retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from realtime.booking.events import Event, fetch_after
+from realtime.channels import metrics
+from realtime.channels.supervise import backoff, supervise
+from realtime.settings import Settings
+
+log = logging.getLogger("realtime.channels.listener")
+
+BATCH = 1000
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 5.0
+READER_BACKSTOP = 1.0
+PRUNE_INTERVAL = 60.0
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # What a pooled connection killed in the middle of an operation can raise on reuse.
+    asyncpg.InternalClientError,
+)
+
+OnEvents = Callable[[Sequence[Event], str, float], None]
+
+
+class Listener:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        dsn: str,
+        on_events: OnEvents,
+        on_gap: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._dsn = dsn
+        self._on_events = on_events
+        self._on_gap = on_gap
+        self._doorbell = asyncio.Event()
+        self._wake_reader = asyncio.Event()
+        self._woken_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn: asyncpg.Connection | None = None
+        self.epoch = ""
+        self.last_pos = 0
+        self.not_ready: str | None = "the listener has not connected yet"
+        self.connects = 0
+
+    async def start(self) -> None:
+        """Read where the log stands now; live subscribers start from there."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT epoch, last_pos FROM rt_sequencer WHERE id = 1")
+        if row is None:
+            raise RuntimeError("rt_sequencer is empty: run `realtime migrate`")
+        self.epoch, self.last_pos = row["epoch"], row["last_pos"]
+        self._tasks = [
+            supervise("listener", self._connection),
+            supervise("sequencer", self._sequencer),
+            supervise("reader", self._reader),
+            supervise("pruner", self._pruner),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    def ready(self) -> str | None:
+        return self.not_ready
+
+    # --- notifications (called by asyncpg, must not block) --------------------------------
+
+    def _ring(self, *_: Any) -> None:
+        self._doorbell.set()
+        self._mark()
+
+    def _events_published(self, *_: Any) -> None:
+        self._mark()
+        self._wake_reader.set()
+
+    def _mark(self) -> None:
+        if not self._woken_at:
+            self._woken_at = asyncio.get_running_loop().time()
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        attempt = 0
+        while True:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn,
+                    timeout=CONNECT_TIMEOUT,
+                    server_settings={
+                        "application_name": "realtime-listener",
+                        "tcp_keepalives_idle": "5",
+                        "tcp_keepalives_interval": "2",
+                        "tcp_keepalives_count": "3",
+                    },
+                )
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener("rt_doorbell", self._ring)
+                await conn.add_listener("rt_events", self._events_published)
+                self._conn = conn
+                self.not_ready = None
+                metrics.LISTENER_CONNECTED.set(1)
+                if self.connects:
+                    metrics.LISTENER_RECONNECTS.inc()
+                    log.warning("listener reconnected; reading what was committed meanwhile")
+                self.connects += 1
+                attempt = 0
+                # Whatever was committed while nobody listened rang no bell that we heard.
+                self._ring()
+                self._wake_reader.set()
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
+                    except TimeoutError:
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), HEARTBEAT_TIMEOUT)
+                self.not_ready = "the listener lost its database connection"
+            except DB_ERRORS as exc:
+                self.not_ready = f"the listener cannot reach the database ({type(exc).__name__})"
+                log.warning("listener connection: %s: %s", type(exc).__name__, exc)
+            finally:
+                metrics.LISTENER_CONNECTED.set(0)
+                if self.not_ready is None:
+                    self.not_ready = "the listener is stopping"
+                self._conn = None
+                if conn is not None:
+                    conn.terminate()
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+
+    async def _sequencer(self) -> None:
+        attempt = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), self._settings.sequencer_poll_seconds)
+            self._doorbell.clear()
+            try:
+                while True:
+                    async with self._pool.acquire() as conn:
+                        count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
+                    if not count:
+                        break
+                    self._mark()
+                    self._wake_reader.set()
+                attempt = 0
+            except DB_ERRORS as exc:
+                log.warning("sequencer: %s: %s", type(exc).__name__, exc)
+                attempt += 1
+                await asyncio.sleep(backoff(attempt))
+
+    async def sequence_now(self) -> bool:
+        """Number what is committed now, for a snapshot that wants nothing left unnumbered.
+
+        Gives up quickly (and returns False) if another sequencer holds the lock: the caller
+        then falls back on skipping the unnumbered events it saw.
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '200ms'")
+                count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
+        except DB_ERRORS:
+            return False
+        if count:
+            self._mark()
+            self._wake_reader.set()
+        return True
+
+    async def _reader(self) -> None:
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_reader.wait(), READER_BACKSTOP)
+            self._wake_reader.clear()
+            stamp = self._woken_at or loop.time()
+            self._woken_at = 0.0
+            try:
+                await self._read_all(stamp)
+                attempt = 0
+            except DB_ERRORS as exc:
+                log.warning("reader: %s: %s", type(exc).__name__, exc)
+                self._wake_reader.set()
+                attempt += 1
+                await asyncio.sleep(backoff(attempt))
+
+    async def _read_all(self, stamp: float) -> None:
+        while True:
+            async with self._pool.acquire() as conn:
+                events = await fetch_after(conn, self.last_pos, BATCH)
+            if not events:
+                return
+            if events[0].pos != self.last_pos + 1:
+                # Pruned before we read them (a reader behind the retention): subscribers may
+                # have missed changes, so they must resync from a snapshot.
+                log.error("event log gap after %d (next is %d)", self.last_pos, events[0].pos)
+                if self._on_gap:
+                    self._on_gap()
+            self.last_pos = events[-1].pos
+            metrics.EVENTS_READ.inc(len(events))
+            self._on_events(events, self.epoch, stamp)
+            if len(events) < BATCH:
+                return
+
+    async def _pruner(self) -> None:
+        keep = timedelta(seconds=self._settings.event_retention_seconds)
+        interval = min(PRUNE_INTERVAL, max(1.0, self._settings.event_retention_seconds / 10))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._pool.acquire() as conn:
+                    pruned = await conn.fetchval("SELECT rt_prune_events($1::interval)", keep)
+                if pruned:
+                    log.info("pruned %d events older than %s", pruned, keep)
+            except DB_ERRORS as exc:
+                log.warning("pruner: %s: %s", type(exc).__name__, exc)

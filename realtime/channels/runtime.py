@@ -1,0 +1,242 @@
+"""Wiring of the channels layer: hub, listener, presence and the `/ws` endpoint, with a lifecycle.
+
+The app's lifespan calls `start()` and `stop()`; `/readyz` asks `ready()`; `/ws` is mounted on
+`endpoint`. Graceful shutdown has to run before uvicorn's own, because uvicorn closes open
+WebSockets with 1012 when it shuts down and the contract promises 1001: `start()` therefore
+chains the process's SIGTERM/SIGINT handlers (uvicorn's) so that the sockets are drained and
+closed with 1001 first, and then uvicorn proceeds as it always does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Sequence
+from types import FrameType
+from typing import Any
+
+import asyncpg
+import uvicorn
+
+from realtime.booking import cursor as cursors
+from realtime.booking.events import Event
+from realtime.booking.service import BookingService
+from realtime.channels import gcwatch, metrics
+from realtime.channels.backends import PresenceBackend
+from realtime.channels.backends.memory import MemoryPresence
+from realtime.channels.direct import PARALLEL_MIN, write_parallel
+from realtime.channels.endpoint import Connection
+from realtime.channels.hub import Hub, Subscriber
+from realtime.channels.listener import Listener
+from realtime.channels.supervise import supervise
+from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
+from realtime.settings import Settings
+
+log = logging.getLogger("realtime.channels")
+
+PRESENCE_INTERVAL = 1.0
+BOOKING_DRAIN_SECONDS = 5.0
+CLOSE_DRAIN_SECONDS = 3.0
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ChannelRuntime:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        booking: BookingService,
+        dsn: str,
+        presence: PresenceBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.booking = booking
+        self.presence: PresenceBackend = presence or MemoryPresence()
+        self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
+        self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
+        self.connections: set[Connection] = set()
+        self.closing = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._drained: asyncio.Task[None] | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        # The ASGI app of `/ws`: an object, not a method, so that Starlette's WebSocketRoute
+        # mounts it as raw ASGI rather than wrapping it as `func(websocket)`.
+        self.endpoint = _Endpoint(self)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.listener.start()
+        self._tasks.append(supervise("presence", self._presence_loop))
+        self._chain_signals()
+        gcwatch.install()
+        gcwatch.settle()
+
+    async def drain(self) -> None:
+        """Stop accepting, let in-flight bookings finish, close every socket with 1001."""
+        if self._drained is None:
+            self._drained = asyncio.ensure_future(self._drain())
+        await asyncio.shield(self._drained)
+
+    async def _drain(self) -> None:
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), BOOKING_DRAIN_SECONDS)
+        connections = list(self.connections)
+        for conn in connections:
+            conn.sub.close(CLOSE_GOING_AWAY)
+        log.info("closing %d WebSocket connections with 1001", len(connections))
+        if connections:
+            waits = [asyncio.ensure_future(conn.wait_closed()) for conn in connections]
+            _, stuck = await asyncio.wait(waits, timeout=CLOSE_DRAIN_SECONDS)
+            for task in stuck:
+                task.cancel()
+            for conn in list(self.connections):
+                # A peer that does not read cannot receive its close frame either; it must not
+                # hold the shutdown past its deadline.
+                conn.abort()
+
+    async def stop(self) -> None:
+        await self.drain()
+        self._restore_signals()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.listener.stop()
+        await self.presence.close()
+
+    def ready(self) -> str | None:
+        if self.closing:
+            return "shutting down"
+        return self.listener.ready()
+
+    # --- glue -----------------------------------------------------------------------------
+
+    def _on_events(self, events: Sequence[Event], epoch: str, stamp: float) -> None:
+        self.hub.dispatch(events, epoch, stamp)
+
+    def _flush(self, touched: list[Subscriber]) -> None:
+        """Write a dispatch's frames to every socket that got some: in bulk when many."""
+        if len(touched) < PARALLEL_MIN:
+            for sub in touched:
+                sub.wake()
+            return
+        jobs: list[tuple[int, bytes]] = []
+        owners: list[Connection] = []
+        for sub in touched:
+            conn = sub.owner
+            job = conn.take_direct() if isinstance(conn, Connection) else None
+            if job is None:
+                sub.wake()
+            else:
+                jobs.append(job)
+                owners.append(conn)
+        if not jobs:
+            return
+        for conn, (_, data), written in zip(owners, jobs, write_parallel(jobs), strict=True):
+            if written < len(data):
+                # Partly written, or not at all (-1: let the transport meet the error).
+                conn.write_rest(data[max(written, 0):])
+            if conn.sub.frames:
+                conn.sub.wake()  # more than one chunk owed: its writer takes it from here
+
+    def _on_gap(self) -> None:
+        # Subscribers may have missed pruned events: make them resubscribe from their cursors,
+        # which then get snapshots. 1013 tells a client to come back shortly.
+        for conn in list(self.connections):
+            conn.sub.close(CLOSE_OVERLOAD)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_INTERVAL)
+            self.flush_metrics()
+            gcwatch.maybe_thaw(len(self.connections))
+            counts = await self.presence.poll()
+            if counts:
+                self.hub.presence(counts)
+
+    @staticmethod
+    def flush_metrics() -> None:
+        sent, Connection.frames_sent = Connection.frames_sent, 0
+        if sent:
+            metrics.FRAMES_SENT.inc(sent)
+
+    async def run_booking(self, op: Awaitable[None]) -> None:
+        """Run a booking operation, counted so that shutdown can wait for it to finish."""
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await op
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+    def count_booking(self, msg: object, outcome: str) -> None:
+        from realtime.metrics import BOOKINGS
+
+        # Same labels as the HTTP side (realtime.api._counted), so one query covers both doors.
+        operation = type(msg).__name__.lower()
+        label = {"ok": "ok", "BOOKING_CONFLICT": "conflict"}.get(outcome, outcome.lower())
+        BOOKINGS.labels(operation, label).inc()
+
+    # --- signals --------------------------------------------------------------------------
+
+    def _chain_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in HANDLED_SIGNALS:
+            previous = signal.getsignal(sig)
+            # Only in front of uvicorn's own handler: anywhere else (a test runner, an embedding
+            # app) the process's signals are not ours to take.
+            if not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
+                continue
+            self._previous_handlers[sig] = previous
+
+            def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+                if self.closing:
+                    previous(signum, frame)  # a second signal: no more waiting
+                    return
+                self.closing = True
+                loop.call_soon_threadsafe(self._drain_then, previous, signum)
+
+            signal.signal(sig, handler)
+
+    def _drain_then(self, previous: Any, signum: int) -> None:
+        async def run() -> None:
+            try:
+                await self.drain()
+            finally:
+                previous(signum, None)
+
+        self._tasks.append(asyncio.ensure_future(run()))
+
+    def _restore_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, previous in self._previous_handlers.items():
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, previous)
+        self._previous_handlers.clear()
+
+
+class _Endpoint:
+    def __init__(self, runtime: ChannelRuntime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await Connection(self._runtime, scope, send).run(receive)
+        except OSError:
+            pass  # the peer went away mid-handshake or mid-close: nothing left to tell it

@@ -1,0 +1,51 @@
+"""Presence shared through a real Redis: totals across processes, no zombies after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime.channels.backends.redis import RedisPresence
+
+pytestmark = pytest.mark.redis
+
+
+async def test_totals_span_processes_and_clean_exit_is_immediate(redis_url):
+    """Two processes' subscribers add up; a clean close removes its share at once."""
+    a, b = RedisPresence(redis_url, ttl=5), RedisPresence(redis_url, ttl=5)
+    try:
+        a.changed("service:x", +1)
+        assert await a.poll() == {"service:x": 1}
+        b.changed("service:x", +1)
+        b.changed("service:x", +1)
+        assert await b.poll() == {"service:x": 3}
+        assert await a.poll() == {"service:x": 3}
+        assert await a.poll() == {}  # reported on change only
+        await b.close()
+        assert await a.poll() == {"service:x": 1}
+    finally:
+        await a.close()
+
+
+async def test_a_crashed_process_stops_counting_after_its_ttl(redis_url):
+    """A process that dies without cleaning up (kill -9 in a deploy) is no zombie."""
+    survivor, crashed = RedisPresence(redis_url, ttl=0.5), RedisPresence(redis_url, ttl=0.5)
+    try:
+        crashed.changed("vendor:v", +2)
+        await crashed.poll()
+        survivor.changed("vendor:v", +1)
+        assert await survivor.poll() == {"vendor:v": 3}
+        await crashed._redis.aclose()  # gone without a goodbye
+        await asyncio.sleep(0.7)
+        assert await survivor.poll() == {"vendor:v": 1}
+    finally:
+        await survivor.close()
+
+
+async def test_redis_down_falls_back_to_local_counts():
+    """With Redis unreachable, presence still counts this process's subscribers."""
+    presence = RedisPresence("redis://127.0.0.1:1/0", ttl=1)
+    presence.changed("service:y", +2)
+    assert await presence.poll() == {"service:y": 2}
+    await presence.close()

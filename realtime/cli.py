@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers, log_config=None, log_level=settings.log_level,
             # Compression costs ~36 KiB per socket and most of the fan-out rate (FACTS.md).
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
+            ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False)
         server = uvicorn.Server(config)
         # uvicorn re-raises the SIGTERM it captured once it has shut down; with the default

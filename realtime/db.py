@@ -30,6 +30,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.QueryCanceledError,
     asyncpg.InterfaceError,
+    # What a pooled connection killed in the middle of an operation can raise on reuse.
+    asyncpg.InternalClientError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
 

@@ -26,7 +26,7 @@ from realtime.booking.events import Event
 from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
 from realtime.channels.backends import PresenceBackend
-from realtime.channels.backends.memory import MemoryPresence
+from realtime.channels.backends.redis import presence_for
 from realtime.channels.direct import PARALLEL_MIN, write_parallel
 from realtime.channels.endpoint import Connection
 from realtime.channels.hub import Hub, Subscriber
@@ -55,7 +55,7 @@ class ChannelRuntime:
         self.settings = settings
         self.pool = pool
         self.booking = booking
-        self.presence: PresenceBackend = presence or MemoryPresence()
+        self.presence: PresenceBackend = presence or presence_for(settings.redis_url)
         self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
         self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
         self.connections: set[Connection] = set()
@@ -161,9 +161,9 @@ class ChannelRuntime:
             await asyncio.sleep(PRESENCE_INTERVAL)
             self.flush_metrics()
             gcwatch.maybe_thaw(len(self.connections))
-            counts = await self.presence.poll()
-            if counts:
-                self.hub.presence(counts)
+            # Always call: besides changed counts, the hub owes the current count to sockets
+            # that joined after the tick that counted them (its newcomers).
+            self.hub.presence(await self.presence.poll())
 
     @staticmethod
     def flush_metrics() -> None:

@@ -69,10 +69,6 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
         "document.querySelector('[aria-live=polite]').textContent.includes('Booked')")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "server: a subscriber whose join completes after the presence tick that counted it gets "
-    "no presence frame when nothing else changes (runtime._presence_loop calls hub.presence "
-    "only when poll() returns counts, so hub._newcomers waits); about 1 run in 10"))
 async def test_presence_reaches_everyone_looking(live_server: ServerProcess, pages) -> None:
     data = make_service(live_server, [1])
     url = f"{live_server.url}/?service={data['service']['id']}"

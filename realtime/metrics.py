@@ -14,3 +14,6 @@ BOOKINGS = Counter("realtime_bookings_total",
                    ["operation", "outcome"])
 HOLDS_EXPIRED = Counter("realtime_holds_expired_total", "Holds expired by the sweeper")
 RATE_LIMITED = Counter("realtime_rate_limited_total", "Requests refused with 429")
+TASK_RESTARTS = Counter(
+    "realtime_task_restarts_total", "Background tasks restarted after a crash", ["task"]
+)

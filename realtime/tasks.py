@@ -1,4 +1,5 @@
-"""Supervised background tasks: a crash is logged and the task restarted with backoff."""
+"""Supervised background tasks: a crash is logged, counted and the task restarted after a
+jittered backoff, so that no background duty (sweeper, listener, sequencer) silently dies."""
 
 from __future__ import annotations
 
@@ -7,28 +8,34 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
+from realtime import metrics
+
 log = logging.getLogger("realtime.tasks")
 
 
-def supervise(name: str, body: Callable[[], Awaitable[None]], *, max_backoff: float = 10.0) -> asyncio.Task[None]:
-    """Runs `body` forever; if it raises, logs and restarts it after a jittered backoff."""
+def backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
+    """Exponential with full jitter, so that many processes do not retry in step."""
+    return random.uniform(base / 2, min(cap, base * 2 ** min(attempt, 16)))
 
-    async def runner() -> None:
-        failures = 0
+
+def supervise(name: str, factory: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """Runs `factory()` forever; if it returns or raises, logs and restarts it."""
+
+    async def run() -> None:
+        attempt = 0
         while True:
             try:
-                await body()
-                failures = 0
+                await factory()
+                log.warning("task %s returned; restarting it", name)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                failures += 1
-                delay = random.uniform(0, min(max_backoff, 0.1 * 2**failures))
-                log.exception("background task crashed; restarting", extra={"task": name,
-                              "failures": failures, "restart_in": round(delay, 3)})
-                await asyncio.sleep(delay)
+                log.exception("task %s crashed; restarting it", name)
+            metrics.TASK_RESTARTS.labels(name).inc()
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
 
-    return asyncio.create_task(runner(), name=name)
+    return asyncio.create_task(run(), name=f"realtime-{name}")
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:

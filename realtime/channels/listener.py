@@ -29,8 +29,8 @@ import asyncpg
 
 from realtime.booking.events import Event, fetch_after
 from realtime.channels import metrics
-from realtime.channels.supervise import backoff, supervise
 from realtime.settings import Settings
+from realtime.tasks import backoff, supervise
 
 log = logging.getLogger("realtime.channels.listener")
 

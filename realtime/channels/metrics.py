@@ -29,9 +29,6 @@ LISTENER_RECONNECTS = Counter(
     "realtime_listener_reconnects_total", "Times the LISTEN connection was re-established"
 )
 LISTENER_CONNECTED = Gauge("realtime_listener_connected", "1 while the LISTEN connection is up")
-TASK_RESTARTS = Counter(
-    "realtime_task_restarts_total", "Background tasks restarted after a crash", ["task"]
-)
 GC_PAUSE = Histogram(
     "realtime_gc_pause_seconds",
     "Garbage collector pauses of this process, by generation",

@@ -31,9 +31,9 @@ from realtime.channels.direct import PARALLEL_MIN, write_parallel
 from realtime.channels.endpoint import Connection
 from realtime.channels.hub import Hub, Subscriber
 from realtime.channels.listener import Listener
-from realtime.channels.supervise import supervise
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
 from realtime.settings import Settings
+from realtime.tasks import supervise
 
 log = logging.getLogger("realtime.channels")
 

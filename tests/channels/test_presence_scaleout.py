@@ -14,10 +14,10 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.redis
 
 
-async def _presence(ws, want: int, timeout: float = 10.0) -> int:
+async def _presence(ws, want: int, within: float = 10.0) -> int:
     """Reads frames until a presence frame with `want` arrives; returns the last count seen."""
     last = -1
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while last != want:
             msg = json.loads(await ws.recv())
             if msg["type"] == "presence":

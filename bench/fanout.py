@@ -42,6 +42,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from realtime.loadtest.wsclient import frame_bounds
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -124,27 +126,15 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
                 self.opened.set_result(None)
                 i = head_end + 4
             n = len(buf)
-            while n - i >= 2:
-                length = buf[i + 1] & 0x7F
-                head = 2
-                if length == 126:
-                    if n - i < 4:
-                        break
-                    length = int.from_bytes(buf[i + 2:i + 4], "big")
-                    head = 4
-                elif length == 127:
-                    if n - i < 10:
-                        break
-                    length = int.from_bytes(buf[i + 2:i + 10], "big")
-                    head = 10
-                end = i + head + length
+            while (bounds := frame_bounds(buf, i)) is not None:
+                start, end = bounds
                 if end > n:
                     break
                 opcode = buf[i] & 0x0F
                 if opcode == 1:
-                    on_text(buf[i + head:end])
+                    on_text(buf[start:end])
                 elif opcode == 9:
-                    self.transport.write(client_frame(10, buf[i + head:end]))
+                    self.transport.write(client_frame(10, buf[start:end]))
                 i = end
             self.buf = buf[i:] if i < n else b""
 

@@ -38,6 +38,27 @@ Parsed = tuple[int, str, int, tuple[int, int, int], str | None, Any]
 _NOTHING: Parsed = (OTHER, "", 0, (0, 0, 0), None, None)
 
 
+def frame_bounds(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(payload start, payload end) of the server frame at `pos` once its header is in, else
+    None. The payload may still be incomplete: the caller compares `end` with `len(data)`."""
+    n = len(data)
+    if n - pos < 2:
+        return None
+    length = data[pos + 1] & 0x7F
+    head = 2
+    if length == 126:
+        if n - pos < 4:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        head = 4
+    elif length == 127:
+        if n - pos < 10:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+        head = 10
+    return pos + head, pos + head + length
+
+
 def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     """A client frame (masked, as RFC 6455 requires of clients), FIN set."""
     n = len(payload)
@@ -225,31 +246,18 @@ class Subscriber(asyncio.Protocol):
     def _frames(self, data: bytes) -> None:
         pos = 0
         n = len(data)
-        while n - pos >= 2:
+        while (bounds := frame_bounds(data, pos)) is not None:
+            start, end = bounds
             b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = 10
-            if b1 & 0x80:
+            if data[pos + 1] & 0x80:
                 self._fail(ConnectionError("server sent a masked frame"))
                 return
-            if length > MAX_MESSAGE:
-                self._fail(ConnectionError(f"frame of {length} bytes exceeds the client's bound"))
+            if end - start > MAX_MESSAGE:
+                self._fail(ConnectionError(f"frame of {end - start} bytes exceeds the client's bound"))
                 return
-            end = pos + head + length
             if end > n:
                 break
-            payload = data[pos + head : end]
+            payload = data[start:end]
             pos = end
             opcode = b0 & 0x0F
             if opcode == 0x1 or opcode == 0x2:

@@ -25,8 +25,7 @@ from realtime.booking import cursor as cursors
 from realtime.booking.events import Event
 from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
-from realtime.channels.backends import PresenceBackend
-from realtime.channels.backends.redis import presence_for
+from realtime.channels.backends import PresenceBackend, presence_for
 from realtime.channels.direct import PARALLEL_MIN, write_parallel
 from realtime.channels.endpoint import Connection
 from realtime.channels.hub import Hub, Subscriber

@@ -17,3 +17,14 @@ class PresenceBackend(Protocol):
     async def poll(self) -> dict[str, int]: ...
 
     async def close(self) -> None: ...
+
+
+def presence_for(redis_url: str | None) -> PresenceBackend:
+    """The backend the settings ask for: shared through Redis when REDIS_URL is set."""
+    if redis_url:
+        from realtime.channels.backends.redis import RedisPresence
+
+        return RedisPresence(redis_url)
+    from realtime.channels.backends.memory import MemoryPresence
+
+    return MemoryPresence()

@@ -106,11 +106,3 @@ class RedisPresence:
             self._local.clear()
             await self._redis.aclose()
 
-
-def presence_for(redis_url: str | None) -> Any:
-    """The presence backend the settings ask for: Redis when REDIS_URL is set."""
-    if redis_url:
-        return RedisPresence(redis_url)
-    from realtime.channels.backends.memory import MemoryPresence
-
-    return MemoryPresence()

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -173,6 +174,19 @@ class PublicStatic:
         await self.app(scope, receive, send_with_cors)
 
 
+def _middleware(settings: Settings) -> list[Middleware]:
+    stack = [Middleware(RequestContext)]
+    # The origins allowed to open /ws may also call the HTTP API from their pages (a widget
+    # falling back to POST /api/bookings while its socket reconnects).
+    if settings.allowed_origins:
+        stack.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"], max_age=600))
+    return stack
+
+
 def _channel_runtime(settings: Settings, pool: Any, booking: BookingService) -> Any:
     try:
         from realtime.channels.runtime import ChannelRuntime
@@ -245,7 +259,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },
-        middleware=[Middleware(RequestContext)],
+        middleware=_middleware(settings),
         lifespan=lifespan,
     )
     app.state.settings = settings

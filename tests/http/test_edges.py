@@ -199,3 +199,24 @@ async def test_database_outage_is_503_and_changes_nothing(database_url, tmp_path
     assert ready.status_code == 503 and "database" in ready.json()["error"]["message"]
     assert after.status_code == 201
     assert state["slots"][0]["booked"] == 1
+
+
+async def test_cors_for_the_allowed_origins(database_url, tmp_path):
+    """Origins in REALTIME_ALLOWED_ORIGINS may call the API from a page; others get no CORS."""
+    server = ServerProcess(database_url, env={"REALTIME_ALLOWED_ORIGINS": "https://shop.example"},
+                           log_dir=tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        async with client_for(server.url) as client:
+            preflight = await client.options("/api/bookings", headers={
+                "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,idempotency-key"})
+            allowed = await client.get("/healthz", headers={"Origin": "https://shop.example"})
+            other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "access-control-allow-origin" not in other.headers

@@ -29,6 +29,7 @@ from realtime.api import JSONResponse, error_response
 from realtime.api import routes as api_routes
 from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
+from realtime.channels.runtime import ChannelRuntime
 from realtime.db import create_pool
 from realtime.openapi import openapi_document
 from realtime.ratelimit import buckets_for
@@ -187,15 +188,6 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return stack
 
 
-def _channel_runtime(settings: Settings, pool: Any, booking: BookingService) -> Any:
-    try:
-        from realtime.channels.runtime import ChannelRuntime
-    except ImportError:
-        return None
-    assert settings.database_url is not None
-    return ChannelRuntime(settings, pool, booking, settings.database_url)
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     # Worker processes started by `--workers N` do not inherit the CLI's logging setup.
@@ -212,7 +204,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         booking = BookingService(pool)
         app.state.pool = pool
         app.state.booking = booking
-        channels = _channel_runtime(settings, pool, booking)
+        channels = ChannelRuntime(settings, pool, booking, settings.database_url)
         app.state.channels = channels
         holder["channels"] = channels
         tasks = [supervise("hold-sweeper", lambda: sweep_forever(

@@ -84,10 +84,7 @@ class BookingService:
         self.pool = pool
 
     async def _call(self, sql: str, *args: Any) -> dict[str, Any]:
-        async def op() -> dict[str, Any]:
-            return await self.pool.fetchval(sql, *args)
-
-        return _outcome(await retrying(op))
+        return _outcome(await retrying(lambda: self.pool.fetchval(sql, *args)))
 
     # -- admin ------------------------------------------------------------------------------
 
@@ -97,14 +94,11 @@ class BookingService:
         return dict(row)
 
     async def create_service(self, vendor_id: str, name: str, exclusive: bool) -> dict[str, Any]:
-        async def op() -> asyncpg.Record | None:
-            return await self.pool.fetchrow(
-                """INSERT INTO rt_services (vendor_id, name, exclusive)
-                   SELECT id, $2, $3 FROM rt_vendors WHERE id = $1
-                   RETURNING id::text, vendor_id::text, name, exclusive""",
-                vendor_id, name, exclusive)
-
-        row = await retrying(op)
+        row = await retrying(lambda: self.pool.fetchrow(
+            """INSERT INTO rt_services (vendor_id, name, exclusive)
+               SELECT id, $2, $3 FROM rt_vendors WHERE id = $1
+               RETURNING id::text, vendor_id::text, name, exclusive""",
+            vendor_id, name, exclusive))
         if row is None:
             raise errors.VendorNotFound()
         return dict(row)
@@ -143,11 +137,6 @@ class BookingService:
             raise errors.ServiceNotFound()
         return dict(row)
 
-    async def channel_exists(self, kind: ChannelKind, id_: str) -> bool:
-        table = "rt_vendors" if kind == "vendor" else "rt_services"
-        return bool(await retrying(lambda: self.pool.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)", id_)))
-
     async def snapshot(self, kind: ChannelKind, id_: str, from_: datetime | None = None,
                        to: datetime | None = None) -> Snapshot:
         """The channel's slots and the log position they correspond to, with no hole.
@@ -183,11 +172,16 @@ class BookingService:
 
     async def events_since(self, kind: ChannelKind, id_: str, pos: int,
                            epoch: str) -> EventsPage | None:
-        """Exactly the channel's events after `pos`, or None when they are no longer all kept."""
+        """Exactly the channel's events after `pos`, or None when they are no longer all kept.
+
+        Raises VendorNotFound / ServiceNotFound for a channel that does not exist.
+        """
         column = "vendor_id" if kind == "vendor" else "service_id"
+        owner = "rt_vendors" if kind == "vendor" else "rt_services"
         # One statement is one snapshot: the state row and the events agree.
         sql = f"""
-            SELECT q.epoch AS q_epoch, q.last_pos AS q_last, q.pruned_pos AS q_pruned, e.*
+            SELECT EXISTS (SELECT 1 FROM {owner} WHERE id = $1) AS q_found,
+                   q.epoch AS q_epoch, q.last_pos AS q_last, q.pruned_pos AS q_pruned, e.*
             FROM rt_sequencer q
             LEFT JOIN LATERAL (
                 SELECT {EVENT_COLUMNS} FROM rt_events
@@ -196,11 +190,13 @@ class BookingService:
             WHERE q.id = 1"""
         rows = await retrying(lambda: self.pool.fetch(sql, id_, pos))
         state = rows[0]
+        if not state["q_found"]:
+            raise errors.VendorNotFound() if kind == "vendor" else errors.ServiceNotFound()
         if epoch != state["q_epoch"] or pos < state["q_pruned"] or pos > state["q_last"]:
             return None
         if len(rows) > RESUME_LIMIT:
             return None
-        events = [Event.from_record(tuple(r)[3:]) for r in rows if r["pos"] is not None]
+        events = [Event.from_record(tuple(r)[4:]) for r in rows if r["pos"] is not None]
         return EventsPage(events, state["q_last"], state["q_epoch"])
 
     # -- customer ---------------------------------------------------------------------------

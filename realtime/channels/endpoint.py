@@ -497,8 +497,7 @@ class Connection:
         except ValidationError:
             return None  # not a cursor we can use: the snapshot path answers it
         channel = msg.channel
-        if not await self.runtime.booking.channel_exists(channel.kind, channel.id):
-            raise NotFound()
+        # Raises NotFound (caught by the caller) for a channel that does not exist.
         return await self.runtime.booking.events_since(channel.kind, channel.id, pos, epoch)
 
     async def _book(self, msg: Book | Hold | Cancel) -> None:

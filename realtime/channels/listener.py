@@ -30,7 +30,7 @@ import asyncpg
 from realtime.booking.events import Event, fetch_after
 from realtime.channels import metrics
 from realtime.settings import Settings
-from realtime.tasks import backoff, supervise
+from realtime.tasks import backoff, cancel_all, supervise
 
 log = logging.getLogger("realtime.channels.listener")
 
@@ -92,11 +92,7 @@ class Listener:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -32,7 +32,7 @@ from realtime.channels.hub import Hub, Subscriber
 from realtime.channels.listener import Listener
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
 from realtime.settings import Settings
-from realtime.tasks import supervise
+from realtime.tasks import cancel_all, supervise
 
 log = logging.getLogger("realtime.channels")
 
@@ -105,11 +105,7 @@ class ChannelRuntime:
     async def stop(self) -> None:
         await self.drain()
         self._restore_signals()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         await self.listener.stop()
         await self.presence.close()

@@ -30,6 +30,8 @@ async def test_junk_frames_get_errors_and_the_socket_stays_usable(live: Live, wo
         ('{"type":"subscribe","id":"c","channel":"room:1"}', "UNKNOWN_CHANNEL", "c"),
         ('{"type":"subscribe","id":"m","channel":"service:00000000-0000-0000-0000-000000000000"}',
          "UNKNOWN_CHANNEL", "m"),
+        ('{"type":"subscribe","id":"v","channel":"vendor:00000000-0000-0000-0000-000000000000",'
+         '"since":"0@abcdef12"}', "UNKNOWN_CHANNEL", "v"),
         (f'{{"type":"unsubscribe","id":"n","channel":"service:{svc}"}}', "NOT_SUBSCRIBED", "n"),
         (f'{{"type":"book","id":"q","slot_id":"{slot}","quantity":"2"}}', "BAD_MESSAGE", "q"),
         ('{"type":"book","id":"r"}', "BAD_MESSAGE", "r"),

@@ -377,8 +377,13 @@ def scrape_gc(port: int) -> dict[str, Any]:
     import httpx
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    out: dict[str, Any] = {"max_pause_ms": None, "full_collections": 0}
+    out: dict[str, Any] = {"max_pause_ms": None, "full_collections": 0, "collections": 0,
+                           "pause_total_ms": 0.0}
     for line in text.splitlines():
+        if line.startswith("realtime_gc_pause_seconds_count{"):
+            out["collections"] += int(float(line.split()[1]))
+        elif line.startswith("realtime_gc_pause_seconds_sum{"):
+            out["pause_total_ms"] += float(line.split()[1]) * 1000
         if line.startswith("realtime_gc_pause_max_seconds "):
             out["max_pause_ms"] = round(float(line.split()[1]) * 1000, 1)
         elif line.startswith('realtime_gc_pause_seconds_count{generation="2"}'):
@@ -390,11 +395,12 @@ def scrape_gc(port: int) -> dict[str, Any]:
     return out
 
 
-async def latency_phase(dsn: str, workers: Workers, slot: str, subscribers: int,
+async def latency_phase(dsn: str, port: int, workers: Workers, slot: str, subscribers: int,
                         bookings: int) -> dict[str, Any]:
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
+    gc_before = scrape_gc(port)
     workers.call("watch", slot)
     issued: dict[int, float] = {}
     for _ in range(bookings):
@@ -405,6 +411,7 @@ async def latency_phase(dsn: str, workers: Workers, slot: str, subscribers: int,
         await asyncio.sleep(0.05 + subscribers * 50e-6)
     await asyncio.sleep(1.0)
     await conn.close()
+    gc_after = scrape_gc(port)
     merged: dict[int, tuple[int, float]] = {}
     for seen in workers.call("seen"):
         for version, (count, last) in seen.items():
@@ -425,6 +432,9 @@ async def latency_phase(dsn: str, workers: Workers, slot: str, subscribers: int,
         "p50_ms": round(pct(latencies, 50), 1) if latencies else None,
         "p99_ms": round(pct(latencies, 99), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
+        "all_ms": [round(x, 1) for x in latencies],
+        "gc_collections": gc_after["collections"] - gc_before["collections"],
+        "gc_pause_ms": round(gc_after["pause_total_ms"] - gc_before["pause_total_ms"], 1),
     }
 
 
@@ -522,7 +532,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                            "kib_per_socket": round(grown / step / 1024, 1)})
             print("memory", memory[-1], flush=True)
             if step in latency_at:
-                lat = await latency_phase(dsn, workers, hot["slots"][0], step, bookings)
+                lat = await latency_phase(dsn, port, workers, hot["slots"][0], step, bookings)
                 latency.append(lat)
                 print("latency", lat, flush=True)
         # Last, so that the memory figures above are of idle sockets, not of what an overload
@@ -576,7 +586,8 @@ def write_doc(results: dict[str, Any], command: str) -> None:
                     for m in results["memory"])
     lat = "\n".join(
         f"| {x['subscribers']:,} | {x['bookings']} | {x['p50_ms']} | {x['p99_ms']} | "
-        f"{x['max_ms']} | {x['incomplete']} |" for x in results["latency"])
+        f"{x['max_ms']} | {x['incomplete']} | {x.get('gc_collections', '-')} "
+        f"({x.get('gc_pause_ms', '-')} ms) |" for x in results["latency"])
     s, f, gc_ = results["sustained"], results["floor"], results["gc"]
     sustained_rows = (
         f"| realtime: bookings at {s['booking_rate']:.0f}/s for {s['seconds']} s "
@@ -614,19 +625,28 @@ while idle (see `realtime/channels/endpoint.py`).
 One booking at a time (spaced so that each is measured alone) on a slot of the channel every
 subscriber watches, `rt_book` called directly; time from just before the call to the moment the
 last subscriber process has decoded the frame with the new version. "incomplete" counts
-bookings some subscriber never got (must be 0).
+bookings some subscriber never got (must be 0). The last column counts the server's garbage
+collections during the phase and their total pause.
 
-| subscribers | bookings | p50 (ms) | p99 (ms) | max (ms) | incomplete |
-|---|---|---|---|---|---|
+| subscribers | bookings | p50 (ms) | p99 (ms) | max (ms) | incomplete | collections (pause) |
+|---|---|---|---|---|---|---|
 {lat}
 
-Target: p99 under 150 ms at 5,000 subscribers. Where the time goes (measured in-process with
-the same subscribers): from the commit to the start of the dispatch takes 2-4 ms (doorbell,
-sequencer, one read of the log); writing one frame to 5,000 sockets takes 120-160 ms, almost
-all of it in the kernel's loopback `write`s (about 25-30 µs each on this virtual machine, where
-FACTS.md assumed 15 µs), which is why large channels are written from several threads. The
-subscriber processes then need the same two cores to read what was written, so the figures
-depend heavily on what else runs on the machine (see the load average above).
+Target: p99 under 150 ms at 5,000 subscribers. Where the time goes: from the commit to the
+start of the dispatch takes 2-4 ms (doorbell, sequencer, one read of the log); then nearly all
+of it is the kernel's loopback `write`s (py-spy, 5k phase: 66% of the server's samples on the
+`os.write` line; about 25 µs each on this virtual machine, where FACTS.md assumed 15 µs),
+which is why large channels are written from two threads, and the subscriber processes, which
+need the same two cores to read what was written. The figures therefore depend on what else
+runs on the machine (see the load average above).
+
+The tail was the garbage collector's and our own: earlier runs gave a p99 of 157-213 ms at 5,000.
+Three stalls of the event loop landed in some fan-outs: a full collection walking the objects
+of sockets that had just connected (about 50 ms), younger collections triggered by the
+fan-out's own temporaries (5-25 ms), and `gc.get_freeze_count()`, called once a second for a
+metric, which walks the whole frozen list (about 58 ms with 10,000 sockets). Dispatches now
+run with automatic collection paused, new sockets' objects are frozen at the next tick, and
+the frozen list is counted only at start-up and at a thaw (`realtime/channels/gcwatch.py`).
 
 ## Sustained fan-out against the floor
 
@@ -647,8 +667,9 @@ production under overload.
 ## Garbage collection
 
 Longest collector pause in the server during the run: {gc_['max_pause_ms']} ms; full
-(generation 2) collections: {gc_['full_collections']}; thaws: {gc_.get('thaws', 0)}; frozen
-objects at the end: {gc_.get('frozen')}. Survivors of each full collection are frozen so that
+(generation 2) collections: {gc_['full_collections']}; thaws: {gc_.get('thaws', 0)}. The
+longest pauses come while thousands of sockets connect, between the measured phases (see the
+latency table's last column for the phases themselves). Survivors of each full collection are frozen so that
 the next one walks only newer objects (`realtime/channels/gcwatch.py`), and the fan-out
 allocates no task, future or dict per frame per subscriber.
 """)

@@ -195,6 +195,7 @@ class Connection:
                 return
         self._tune_socket()
         self.runtime.connections.add(self)
+        gcwatch.opened()
         metrics.CONNECTIONS.inc()
         try:
             await self._read_loop(receive)

@@ -36,5 +36,6 @@ GC_PAUSE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 GC_PAUSE_MAX = Gauge("realtime_gc_pause_max_seconds", "Longest garbage collector pause so far")
-GC_FROZEN = Gauge("realtime_gc_frozen_objects", "Objects kept out of collections (gc.freeze)")
+GC_FROZEN = Gauge("realtime_gc_frozen_objects",
+                  "Objects kept out of collections (gc.freeze), as of start-up or the last thaw")
 GC_THAWS = Counter("realtime_gc_thaws_total", "Times frozen objects were thawed and collected")

@@ -118,7 +118,8 @@ class ChannelRuntime:
     # --- glue -----------------------------------------------------------------------------
 
     def _on_events(self, events: Sequence[Event], epoch: str, stamp: float) -> None:
-        self.hub.dispatch(events, epoch, stamp)
+        with gcwatch.paused():
+            self.hub.dispatch(events, epoch, stamp)
 
     def _flush(self, touched: list[Subscriber]) -> None:
         """Write a dispatch's frames to every socket that got some: in bulk when many."""
@@ -155,7 +156,8 @@ class ChannelRuntime:
         while True:
             await asyncio.sleep(PRESENCE_INTERVAL)
             self.flush_metrics()
-            gcwatch.maybe_thaw(len(self.connections))
+            if not gcwatch.maybe_thaw(len(self.connections)):
+                gcwatch.maybe_freeze()
             # Always call: besides changed counts, the hub owes the current count to sockets
             # that joined after the tick that counted them (its newcomers).
             self.hub.presence(await self.presence.poll())

@@ -40,3 +40,62 @@ def test_full_collection_freezes_survivors_and_thaw_collects_frozen_cycles(
         if gcwatch._callback in gc.callbacks:
             gc.callbacks.remove(gcwatch._callback)
         gc.unfreeze()
+
+
+def test_freeze_after_a_burst_of_opened_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of opened sockets gets frozen at the next tick; fewer opens freeze nothing."""
+    monkeypatch.setattr(gcwatch, "_opened", 0)
+    try:
+        gc.unfreeze()
+        for _ in range(gcwatch.FREEZE_AFTER_OPENED - 1):
+            gcwatch.opened()
+        assert not gcwatch.maybe_freeze()
+        assert gc.get_freeze_count() == 0
+        survivor = [Node() for _ in range(100)]
+        gcwatch.opened()
+        assert gcwatch.maybe_freeze()
+        assert gc.get_freeze_count() >= len(survivor)
+        assert not gcwatch.maybe_freeze()  # the counter starts again
+    finally:
+        gc.unfreeze()
+
+
+def test_dispatch_pause_defers_collection_and_restores_it() -> None:
+    """Inside `paused` nothing collects automatically; after it the collector is as before."""
+    assert gc.isenabled()
+    with gcwatch.paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gcwatch.paused():
+        raise RuntimeError("a failed dispatch")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gcwatch.paused():
+            pass
+        assert not gc.isenabled()  # someone else's choice stands
+    finally:
+        gc.enable()
+
+
+def test_thaw_after_many_freezes_and_never_counts_on_the_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many freezes lead to one thaw; ticks that do not thaw never walk the frozen list."""
+
+    def walk() -> int:
+        raise AssertionError("maybe_thaw counted the frozen objects on a plain tick")
+
+    monkeypatch.setattr(gcwatch, "_freezes", 0)
+    monkeypatch.setattr(gcwatch, "_closed", 0)
+    monkeypatch.setattr(gcwatch, "_last_thaw", 0.0)
+    real_count = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", walk)
+    assert not gcwatch.maybe_thaw(open_sockets=10)
+    monkeypatch.setattr(gcwatch, "_freezes", gcwatch.THAW_AFTER_FREEZES)
+    monkeypatch.setattr(gc, "get_freeze_count", real_count)
+    try:
+        assert gcwatch.maybe_thaw(open_sockets=10)
+        assert gcwatch._freezes == 0
+    finally:
+        gc.unfreeze()

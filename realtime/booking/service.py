@@ -18,6 +18,7 @@ import orjson
 from realtime import errors
 from realtime.booking import cursor
 from realtime.booking.events import EVENT_COLUMNS, Event
+from realtime.booking.gate import SlotGates
 from realtime.db import retrying
 
 ChannelKind = Literal["vendor", "service"]
@@ -82,6 +83,7 @@ def request_hash(**fields: Any) -> str:
 class BookingService:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.gates = SlotGates()
 
     async def _call(self, sql: str, *args: Any) -> dict[str, Any]:
         return _outcome(await retrying(lambda: self.pool.fetchval(sql, *args)))
@@ -209,14 +211,21 @@ class BookingService:
         if idempotency_key is not None:
             digest = request_hash(slot_id=slot_id, quantity=quantity, hold_id=hold_id,
                                   customer_id=customer_id)
-        return await self._call(
-            "SELECT rt_book($1, $2, $3, $4, $5, $6, $7, $8)", slot_id, quantity, customer_id,
-            hold_id, owner, idempotency_scope, idempotency_key, digest)
+        return await self._gated(
+            slot_id, "SELECT rt_book($1, $2, $3, $4, $5, $6, $7, $8)", slot_id, quantity,
+            customer_id, hold_id, owner, idempotency_scope, idempotency_key, digest)
 
     async def hold(self, slot_id: str, quantity: int = 1, ttl_seconds: int = 300,
                    customer_id: str | None = None) -> dict[str, Any]:
-        return await self._call("SELECT rt_hold($1, $2, $3, $4)", slot_id, quantity,
-                                customer_id, ttl_seconds)
+        return await self._gated(slot_id, "SELECT rt_hold($1, $2, $3, $4)", slot_id, quantity,
+                                 customer_id, ttl_seconds)
+
+    async def _gated(self, slot_id: str, sql: str, *args: Any) -> dict[str, Any]:
+        """A write that locks the slot's row, through this process's gate for that slot."""
+        async with self.gates.enter(slot_id):
+            result = await retrying(lambda: self.pool.fetchval(sql, *args))
+        self.gates.seen(result.get("slot"))
+        return _outcome(result)
 
     async def release(self, hold_id: str, owner: str | None = None) -> dict[str, Any]:
         return await self._call("SELECT rt_release($1, $2)", hold_id, owner)

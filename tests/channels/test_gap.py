@@ -26,7 +26,8 @@ async def test_events_pruned_before_the_reader_got_them_force_a_resync(live: Liv
                 await pruner.execute("SELECT pg_advisory_xact_lock($1, $2)", *SEQUENCER_LOCK)
                 for _ in range(3):
                     await world.booking.book(slot, 1)
-                assert await pruner.fetchval("SELECT rt_sequence_events(1000)") == 3
+                # At least ours: the sweeper may commit expiries of other tests' holds meanwhile.
+                assert await pruner.fetchval("SELECT rt_sequence_events(1000)") >= 3
                 first_new = await pruner.fetchval(
                     "SELECT min(pos) FROM rt_events WHERE slot_id = $1 AND version > $2",
                     slot, start)

@@ -20,7 +20,6 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 WIDTH = 2
 # Slots remembered as full: bounded, oldest forgotten first (forgetting one only gates it).
@@ -49,13 +48,8 @@ class SlotGates:
         gate = self._gates.get(slot_id)
         return len(gate.waiters) if gate else 0
 
-    def seen(self, slot: Any) -> None:
-        """Remember from a slot's state (as the functions return it) whether it is full."""
-        if not isinstance(slot, dict):
-            return
-        slot_id, available = slot.get("id"), slot.get("available")
-        if not isinstance(slot_id, str) or not isinstance(available, int):
-            return
+    def seen(self, slot_id: str, available: int) -> None:
+        """Remember whether the slot is full, from the state a function returned."""
         if available > 0:
             self._full.pop(slot_id, None)
             return

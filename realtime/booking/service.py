@@ -224,7 +224,9 @@ class BookingService:
         """A write that locks the slot's row, through this process's gate for that slot."""
         async with self.gates.enter(slot_id):
             result = await retrying(lambda: self.pool.fetchval(sql, *args))
-        self.gates.seen(result.get("slot"))
+        slot = result.get("slot")
+        if slot:  # absent when the slot, or the hold being confirmed, does not exist
+            self.gates.seen(slot["id"], slot["available"])
         return _outcome(result)
 
     async def release(self, hold_id: str, owner: str | None = None) -> dict[str, Any]:

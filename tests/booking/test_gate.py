@@ -72,10 +72,10 @@ async def test_cancelled_waiters_leave_no_trace():
 async def test_a_slot_last_seen_full_is_not_gated():
     """Losing clicks on a full slot take no lock, so they are not held back."""
     gates = SlotGates(width=1)
-    gates.seen({"id": "s", "available": 0})
+    gates.seen("s", 0)
     async with gates.enter("s"), gates.enter("s"), gates.enter("s"):
         assert gates.inside("s") == 0
-    gates.seen({"id": "s", "available": 3})
+    gates.seen("s", 3)
     async with gates.enter("s"):
         assert gates.inside("s") == 1
 

@@ -1,0 +1,236 @@
+"""A/B of server settings on this noisy machine: servers side by side, taking turns.
+
+    python bench/pair.py hot "REALTIME_POOL_SIZE=10" "REALTIME_POOL_SIZE=16"
+    python bench/pair.py uncontended "" "SOME_ENV=1" --rounds 10 --burst 1.5
+
+Runs of `bench/booking.py` minutes apart differ by more than most changes are worth (the
+machine's speed drifts: see docs/benchmarks.md). Here every variant gets its own server
+process on its own scratch database (cloned from one template, so that their event pipelines
+do not wake each other), all started at once; the load then alternates between them in short
+bursts (order reversed every round), so that each sees the same drift. Per variant it reports
+bookings/s, the server's and PostgreSQL's CPU per booking (from /proc) and latency.
+
+The load: 32 keep-alive connections from this process posting `POST /api/bookings`, on one
+slot (hot) or spread over 1,000 slots of large capacity (uncontended). Only 201s count.
+Variants are lists of NAME=VALUE environment settings for the server, "" for none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from realtime.booking.migrate import migrate  # noqa: E402
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SLOTS = 1000
+CAPACITY = 1_000_000
+CONNECTIONS = 32
+
+
+def dsn_for(admin: str, name: str) -> str:
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def make_template(admin: str, name: str) -> None:
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = dsn_for(admin, name)
+    await migrate(dsn, echo=lambda _line: None)
+    conn = await asyncpg.connect(dsn)
+    try:
+        vendor = await conn.fetchval("INSERT INTO rt_vendors (name) VALUES ('pair') RETURNING id")
+        service = await conn.fetchval(
+            "INSERT INTO rt_services (vendor_id, name) VALUES ($1, 'pair') RETURNING id", vendor)
+        await conn.execute(
+            """SELECT rt_create_slots($1, (SELECT jsonb_agg(jsonb_build_object(
+                   'starts_at', now() + make_interval(hours => g),
+                   'ends_at', now() + make_interval(hours => g, mins => 30),
+                   'capacity', $2::int)) FROM generate_series(1, $3::int) g))""",
+            service, CAPACITY, SLOTS)
+        await conn.execute("SELECT rt_sequence_events(100000)")
+    finally:
+        await conn.close()
+
+
+async def drop(admin: str, names: list[str]) -> None:
+    conn = await asyncpg.connect(admin)
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def one_connection(port: int, stop: float, requests: list[bytes], lat: list[float]) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    booked = 0
+    try:
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            writer.write(random.choice(requests))
+            head = await reader.readuntil(b"\r\n\r\n")
+            i = head.lower().index(b"content-length:")
+            await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
+            if head.startswith(b"HTTP/1.1 201"):
+                booked += 1
+                lat.append(time.perf_counter() - t)
+    finally:
+        writer.close()
+    return booked
+
+
+async def run(args: argparse.Namespace) -> None:
+    tag = uuid.uuid4().hex[:8]
+    template = f"rt_pair_{tag}"
+    names = [f"rt_pair_{tag}_{k}" for k in range(len(args.variants))]
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        await make_template(args.admin_dsn, template)
+        conn = await asyncpg.connect(args.admin_dsn)
+        try:
+            for name in names:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(dsn_for(args.admin_dsn, template))
+        try:
+            order = "DESC LIMIT 1" if args.workload == "hot" else ""
+            slots = [str(r[0]) for r in await conn.fetch(
+                f"SELECT id FROM rt_slots ORDER BY starts_at {order}")]
+        finally:
+            await conn.close()
+        ports = []
+        for name, variant in zip(names, args.variants, strict=True):
+            port = free_port()
+            env = {**os.environ, "DATABASE_URL": dsn_for(args.admin_dsn, name),
+                   "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "warning"}
+            env.update(kv.split("=", 1) for kv in variant.split())
+            servers.append(start_server(env, port))
+            ports.append(port)
+        for port in ports:
+            for _ in range(200):
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        requests = {}
+        for port in ports:
+            requests[port] = []
+            for slot in slots:
+                body = json.dumps({"slot_id": slot, "customer_id": "pair"}).encode()
+                requests[port].append(
+                    b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
+                    b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        n = len(ports)
+        booked, server_ticks, pg_ticks = [0] * n, [0] * n, [0] * n
+        lats: list[list[float]] = [[] for _ in range(n)]
+        for r in range(args.rounds):
+            print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
+            for k in (range(n) if r % 2 == 0 else reversed(range(n))):
+                pg = postgres_pids()
+                s0, p0 = cpu_ticks([servers[k].pid]), cpu_ticks(pg)
+                stop = time.monotonic() + args.burst
+                counts = await asyncio.gather(*(
+                    one_connection(ports[k], stop, requests[ports[k]], lats[k])
+                    for _ in range(CONNECTIONS)))
+                server_ticks[k] += cpu_ticks([servers[k].pid]) - s0
+                pg_ticks[k] += cpu_ticks(pg) - p0
+                booked[k] += sum(counts)
+                await asyncio.sleep(0.2)
+        print(" " * 30, end="\r")
+        print(f"{args.workload}, {args.rounds} rounds of {args.burst} s per variant, "
+              f"{CONNECTIONS} connections:")
+        base = booked[0] or 1
+        for k, variant in enumerate(args.variants):
+            lat = sorted(lats[k])
+            per = 1e6 / CLK_TCK / max(1, booked[k])
+            p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
+            p99 = lat[int(len(lat) * 0.99)] * 1e3 if lat else float("nan")
+            print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
+                  f"/s ({booked[k] / base:.2f}x)  server {server_ticks[k] * per:4.0f} µs  "
+                  f"postgres {pg_ticks[k] * per:4.0f} µs per booking  "
+                  f"p50 {p50:.1f} p99 {p99:.1f} ms")
+    finally:
+        for proc in servers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in servers:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await drop(args.admin_dsn, [*names, template])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 2)[2])
+    ap.add_argument("workload", choices=["hot", "uncontended"])
+    ap.add_argument("variants", nargs="+", help='server environment, e.g. "REALTIME_POOL_SIZE=16"')
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--burst", type=float, default=1.5, help="seconds per turn")
+    ap.add_argument("--admin-dsn", default=os.environ.get("BENCH_ADMIN_DSN", ADMIN_DSN))
+    asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

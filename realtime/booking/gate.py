@@ -8,7 +8,7 @@ with 8 direct clients, 1,327/s with 32). So this process sends at most `WIDTH` w
 to the database at a time, one holding the lock and a few ready behind it, so that the next is
 already waiting in the database when the holder commits; the others wait here, in order, where
 waiting costs nothing. Measured on one hot slot with two servers taking turns
-(`bench/booking.py` figures in docs/benchmarks-booking.md): width 4 gave 6-12% more bookings/s
+(`bench/pair.py`, with a temporary switch for the width): width 4 gave 6-12% more bookings/s
 than 2, and about as many as 8 with a lower p99.
 
 Losing clicks on a full slot take no lock at all (rt_book reads the slot unlocked and leaves),

@@ -44,7 +44,7 @@ PRUNE_INTERVAL = 60.0
 # Each drain is a transaction with its own WAL flush; on a hot slot those flushes queue with
 # the bookings' (which hold the slot's lock through theirs). 10 ms bounds drains to 100/s under
 # load and adds at most 10 ms to an event's delivery only then: measured on one hot slot,
-# 3 ms -> 10 ms gave 23% more bookings/s, 10 -> 20 ms 6% more (docs/benchmarks-booking.md).
+# 3 ms -> 10 ms gave 23% more bookings/s, 10 -> 20 ms 6% more (bench/pair.py, CHANGELOG).
 MIN_DRAIN_SPACING = 0.010
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -203,7 +203,7 @@ class Listener:
                     # Calling again until a call numbers nothing would, under a steady stream
                     # of commits, never stop: a sequencer transaction (and its WAL flush)
                     # back to back, each competing with the bookings' own flushes (measured:
-                    # 1.6 more commits per booking on a hot slot, 21% of its rate).
+                    # 1.6 more commits per booking on a hot slot).
                     if count < BATCH:
                         break
                 if count:

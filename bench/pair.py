@@ -8,7 +8,8 @@ machine's speed drifts: see docs/benchmarks.md). Here every variant gets its own
 process on its own scratch database (cloned from one template, so that their event pipelines
 do not wake each other), all started at once; the load then alternates between them in short
 bursts (order reversed every round), so that each sees the same drift. Per variant it reports
-bookings/s, the server's and PostgreSQL's CPU per booking (from /proc) and latency.
+bookings/s, the server's and PostgreSQL's CPU per booking (from /proc; all of PostgreSQL's
+processes, since only one variant runs at a time) and latency.
 
 The load: 32 keep-alive connections from this process posting `POST /api/bookings`, on one
 slot (hot) or spread over 1,000 slots of large capacity (uncontended). Only 201s count.
@@ -23,7 +24,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,52 +36,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.booking import _postgres_cpu, _proc_cpu, free_port, require_loopback  # noqa: E402
 from realtime.booking.migrate import migrate  # noqa: E402
+from realtime.db import dsn_for_database as dsn_for  # noqa: E402
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SLOTS = 1000
 CAPACITY = 1_000_000
 CONNECTIONS = 32
-
-
-def dsn_for(admin: str, name: str) -> str:
-    return admin.rsplit("/", 1)[0] + "/" + name
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def make_template(admin: str, name: str) -> None:
@@ -136,6 +104,7 @@ async def one_connection(port: int, stop: float, requests: list[bytes], lat: lis
 
 
 async def run(args: argparse.Namespace) -> None:
+    require_loopback(args.admin_dsn)
     tag = uuid.uuid4().hex[:8]
     template = f"rt_pair_{tag}"
     names = [f"rt_pair_{tag}_{k}" for k in range(len(args.variants))]
@@ -181,19 +150,19 @@ async def run(args: argparse.Namespace) -> None:
                     b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
                     b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
         n = len(ports)
-        booked, server_ticks, pg_ticks = [0] * n, [0] * n, [0] * n
+        booked = [0] * n
+        server_cpu, pg_cpu = [0.0] * n, [0.0] * n
         lats: list[list[float]] = [[] for _ in range(n)]
         for r in range(args.rounds):
             print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
             for k in (range(n) if r % 2 == 0 else reversed(range(n))):
-                pg = postgres_pids()
-                s0, p0 = cpu_ticks([servers[k].pid]), cpu_ticks(pg)
+                s0, p0 = _proc_cpu(servers[k].pid) or 0.0, _postgres_cpu()
                 stop = time.monotonic() + args.burst
                 counts = await asyncio.gather(*(
                     one_connection(ports[k], stop, requests[ports[k]], lats[k])
                     for _ in range(CONNECTIONS)))
-                server_ticks[k] += cpu_ticks([servers[k].pid]) - s0
-                pg_ticks[k] += cpu_ticks(pg) - p0
+                server_cpu[k] += (_proc_cpu(servers[k].pid) or 0.0) - s0
+                pg_cpu[k] += sum(v - p0[pid] for pid, v in _postgres_cpu().items() if pid in p0)
                 booked[k] += sum(counts)
                 await asyncio.sleep(0.2)
         print(" " * 30, end="\r")
@@ -202,12 +171,12 @@ async def run(args: argparse.Namespace) -> None:
         base = booked[0] or 1
         for k, variant in enumerate(args.variants):
             lat = sorted(lats[k])
-            per = 1e6 / CLK_TCK / max(1, booked[k])
+            per = 1e6 / max(1, booked[k])
             p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
             p99 = lat[int(len(lat) * 0.99)] * 1e3 if lat else float("nan")
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
-                  f"/s ({booked[k] / base:.2f}x)  server {server_ticks[k] * per:4.0f} µs  "
-                  f"postgres {pg_ticks[k] * per:4.0f} µs per booking  "
+                  f"/s ({booked[k] / base:.2f}x)  server {server_cpu[k] * per:4.0f} µs  "
+                  f"postgres {pg_cpu[k] * per:4.0f} µs per booking  "
                   f"p50 {p50:.1f} p99 {p99:.1f} ms")
     finally:
         for proc in servers:

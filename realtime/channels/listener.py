@@ -194,12 +194,7 @@ class Listener:
                 while True:
                     async with self._pool.acquire() as conn:
                         count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
-                    self.sequencer_calls += 1
-                    metrics.SEQUENCER_CALLS.inc()
-                    if count:
-                        metrics.EVENTS_NUMBERED.inc(count)
-                        self._mark()
-                        self._wake_reader.set()
+                    self._sequenced(count)
                     # Calling again until a call numbers nothing would, under a steady stream
                     # of commits, never stop: a sequencer transaction (and its WAL flush)
                     # back to back, each competing with the bookings' own flushes (measured:
@@ -228,13 +223,17 @@ class Listener:
                 count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
         except DB_ERRORS:
             return False
+        self._sequenced(count)
+        return True
+
+    def _sequenced(self, count: int) -> None:
+        """After a sequencer call: count it, and have the reader fetch what it numbered."""
         self.sequencer_calls += 1
         metrics.SEQUENCER_CALLS.inc()
         if count:
             metrics.EVENTS_NUMBERED.inc(count)
             self._mark()
             self._wake_reader.set()
-        return True
 
     async def _reader(self) -> None:
         attempt = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
 import pytest
@@ -13,6 +14,11 @@ from realtime.channels import gcwatch
 class Node:
     def __init__(self) -> None:
         self.other: Node | None = None
+
+
+def long_ago() -> float:
+    """A last thaw an hour back (not 0.0: on a machine up for minutes, monotonic() is small)."""
+    return time.monotonic() - 3600
 
 
 def test_full_collection_freezes_survivors_and_thaw_collects_frozen_cycles(
@@ -32,7 +38,7 @@ def test_full_collection_freezes_survivors_and_thaw_collects_frozen_cycles(
         assert gc.get_freeze_count() == frozen and alive() is not None
         for _ in range(gcwatch.THAW_AFTER_CLOSED):
             gcwatch.closed()
-        monkeypatch.setattr(gcwatch, "_last_thaw", 0.0)
+        monkeypatch.setattr(gcwatch, "_last_thaw", long_ago())
         assert gcwatch.maybe_thaw(open_sockets=10)
         assert alive() is None
         assert not gcwatch.maybe_thaw(open_sockets=10)
@@ -88,7 +94,7 @@ def test_thaw_after_many_freezes_and_never_counts_on_the_timer(
 
     monkeypatch.setattr(gcwatch, "_freezes", 0)
     monkeypatch.setattr(gcwatch, "_closed", 0)
-    monkeypatch.setattr(gcwatch, "_last_thaw", 0.0)
+    monkeypatch.setattr(gcwatch, "_last_thaw", long_ago())
     real_count = gc.get_freeze_count
     monkeypatch.setattr(gc, "get_freeze_count", walk)
     assert not gcwatch.maybe_thaw(open_sockets=10)

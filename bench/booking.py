@@ -1460,14 +1460,10 @@ def _doc_limits(res: dict[str, Any], w: Any) -> None:
             w(f"PostgreSQL counted {tx_http:.2f} transactions per HTTP booking against "
               f"{tx_db:.2f} per direct call.")
             if tx_http >= 1.6 * tx_db:
-                w(" The extra one is asyncpg's pool: on every release it runs "
-                  "`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;` "
-                  "(`Connection.get_reset_query()`), a second round trip per booking that "
-                  "costs the server a task, a write and a read, and PostgreSQL a "
-                  "four-statement simple query. Passing a no-op `reset=` to "
-                  "`asyncpg.create_pool` in `realtime/db.py` removes it; nothing in the server "
-                  "leaves session state on a pooled connection (LISTEN lives on its own "
-                  "connection, advisory locks are transaction-scoped, `SET` is `SET LOCAL`).")
+                w(" A reset query on every pool release would explain the extra one "
+                  "(asyncpg's pool runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; "
+                  "UNLISTEN *; RESET ALL;` by default); `realtime/pool.py` runs none, so "
+                  "look for a new per-booking statement in the server.")
             w("")
     hot = s.get("hot")
     if hot:

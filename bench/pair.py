@@ -2,6 +2,7 @@
 
     python bench/pair.py hot "REALTIME_POOL_SIZE=10" "REALTIME_POOL_SIZE=16"
     python bench/pair.py uncontended "" "SOME_ENV=1" --rounds 10 --burst 1.5
+    git worktree add /tmp/base HEAD~1 && python bench/pair.py uncontended "@/tmp/base" ""
 
 Runs of `bench/booking.py` minutes apart differ by more than most changes are worth (the
 machine's speed drifts: see docs/benchmarks.md). Here every variant gets its own server
@@ -13,7 +14,8 @@ processes, since only one variant runs at a time) and latency.
 
 The load: 32 keep-alive connections from this process posting `POST /api/bookings`, on one
 slot (hot) or spread over 1,000 slots of large capacity (uncontended). Only 201s count.
-Variants are lists of NAME=VALUE environment settings for the server, "" for none.
+Variants are lists of NAME=VALUE environment settings for the server, "" for none; a word
+"@DIR" runs that variant's server from the source tree DIR (another checkout, to compare code).
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ CAPACITY = 1_000_000
 CONNECTIONS = 32
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, source: Path = ROOT) -> subprocess.Popen[bytes]:
+    # `python -m` puts the working directory first on sys.path: it decides which code runs.
     return subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            cwd=source, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
@@ -129,8 +132,13 @@ async def run(args: argparse.Namespace) -> None:
             port = free_port()
             env = {**os.environ, "DATABASE_URL": dsn_for(args.admin_dsn, name),
                    "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "warning"}
-            env.update(kv.split("=", 1) for kv in variant.split())
-            servers.append(start_server(env, port))
+            words = variant.split()
+            sources = [ROOT / w[1:] for w in words if w.startswith("@")]  # ROOT / "/abs" is /abs
+            env.update(w.split("=", 1) for w in words if not w.startswith("@"))
+            source = sources[-1] if sources else ROOT
+            if not (source / "realtime" / "__main__.py").exists():
+                raise SystemExit(f"{source} is not a source tree of this project")
+            servers.append(start_server(env, port, source))
             ports.append(port)
         for port in ports:
             for _ in range(200):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -98,8 +99,14 @@ async def rate_limit(request: Request) -> None:
         raise errors.RateLimited(wait)
 
 
+@functools.cache
+def _counter(operation: str, outcome: str) -> Any:
+    # labels() takes a lock and builds a key per call; operations and outcomes are a small set
+    return metrics.BOOKINGS.labels(operation, outcome)
+
+
 def _count(operation: str, outcome: str) -> None:
-    metrics.BOOKINGS.labels(operation, outcome).inc()
+    _counter(operation, outcome).inc()
 
 
 async def _counted(operation: str, coro: Any) -> Any:

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,12 @@ def _client_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def _new_request_id() -> str:
+    # 128 random bits for correlating log lines, not a secret: no getrandom() syscall and no
+    # UUID object per request (together about 2% of the server's time on a booking).
+    return f"{random.getrandbits(128):032x}"
+
+
 class RequestContext:
     """Request id, one structured log line and metrics per HTTP request (pure ASGI)."""
 
@@ -71,7 +77,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _client_request_id(scope["headers"]) or uuid.uuid4().hex
+        rid = _client_request_id(scope["headers"]) or _new_request_id()
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -201,6 +207,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url is not None
         pool = await create_pool(settings.database_url, settings.pool_size)
+        metrics.watch_pool(pool)
         booking = BookingService(pool)
         app.state.pool = pool
         app.state.booking = booking

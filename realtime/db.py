@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from realtime.errors import BookingConflict, DatabaseUnavailable, ValidationError
+from realtime.pool import Pool
 
 log = logging.getLogger("realtime.db")
 T = TypeVar("T")
@@ -47,31 +48,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Pool release hook: asyncpg still rolls back an open transaction before calling it.
+async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> Pool:
+    """A pool whose json/jsonb columns come back as Python objects (decoded by orjson).
 
-    The default runs `RESET ALL; UNLISTEN *; ...` on every release: one more round trip per
-    booking. Pooled connections never carry session state here (LISTEN lives on its own
-    connection, settings are SET LOCAL, advisory locks are transaction-scoped), so skip it.
+    Raises what asyncpg.connect raises when the first connection cannot be opened.
     """
-
-
-async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> asyncpg.Pool:
-    """A pool whose json/jsonb columns come back as Python objects (decoded by orjson)."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=1,
-        max_size=size,
-        init=_init_connection,
-        reset=_keep_session,
-        command_timeout=30,
+    return await Pool(
+        dsn, size, init=_init_connection, command_timeout=30,
         # Keepalives let a dead peer be noticed in seconds instead of TCP's minutes.
         server_settings={"application_name": "realtime", "tcp_keepalives_idle": "5",
                          "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"},
         **kwargs,
-    )
-    assert pool is not None
-    return pool
+    ).start()
 
 
 async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from realtime.pool import Pool
 
 HTTP_REQUESTS = Counter("realtime_http_requests_total", "HTTP requests by route and status",
                         ["method", "route", "status"])
@@ -17,3 +22,15 @@ RATE_LIMITED = Counter("realtime_rate_limited_total", "Requests refused with 429
 TASK_RESTARTS = Counter(
     "realtime_task_restarts_total", "Background tasks restarted after a crash", ["task"]
 )
+DB_POOL = Gauge("realtime_db_pool_connections",
+                "Pooled PostgreSQL connections by state (idle, in_use)", ["state"])
+DB_POOL_WAITING = Gauge("realtime_db_pool_waiting",
+                        "Requests waiting for a pooled PostgreSQL connection")
+
+
+def watch_pool(pool: Pool) -> None:
+    """Read at scrape time: a pool that is always exhausted wants a larger REALTIME_POOL_SIZE."""
+    DB_POOL.labels("idle").set_function(lambda: pool.idle_connections)
+    DB_POOL.labels("in_use").set_function(
+        lambda: pool.open_connections - pool.idle_connections)
+    DB_POOL_WAITING.set_function(lambda: pool.waiting)

@@ -20,6 +20,7 @@ from realtime.booking import cursor
 from realtime.booking.events import EVENT_COLUMNS, Event
 from realtime.booking.gate import SlotGates
 from realtime.db import retrying
+from realtime.pool import Pool
 
 ChannelKind = Literal["vendor", "service"]
 SNAPSHOT_LIMIT = 10_000  # slots in one snapshot; documented in docs/protocol.md
@@ -81,7 +82,7 @@ def request_hash(**fields: Any) -> str:
 
 
 class BookingService:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.gates = SlotGates()
 
@@ -93,6 +94,7 @@ class BookingService:
     async def create_vendor(self, name: str) -> dict[str, Any]:
         row = await retrying(lambda: self.pool.fetchrow(
             "INSERT INTO rt_vendors (name) VALUES ($1) RETURNING id::text, name", name))
+        assert row is not None  # INSERT ... RETURNING without a WHERE always returns it
         return dict(row)
 
     async def create_service(self, vendor_id: str, name: str, exclusive: bool) -> dict[str, Any]:
@@ -163,6 +165,7 @@ class BookingService:
                          WHERE e.pos IS NULL AND e.{column} = $1 ORDER BY e.id) AS pending
             FROM rt_sequencer q WHERE q.id = 1"""
         row = await retrying(lambda: self.pool.fetchrow(sql, id_, from_, to))
+        assert row is not None  # rt_sequencer's one row exists from the first migration
         if not row["found"]:
             raise errors.VendorNotFound() if kind == "vendor" else errors.ServiceNotFound()
         return Snapshot(row["slots"], row["last_pos"], row["epoch"], list(row["pending"]))

@@ -30,6 +30,7 @@ import asyncpg
 
 from realtime.booking.events import Event, fetch_after
 from realtime.channels import metrics
+from realtime.pool import Pool
 from realtime.settings import Settings
 from realtime.tasks import backoff, cancel_all, supervise
 
@@ -62,7 +63,7 @@ class Listener:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool,
+        pool: Pool,
         dsn: str,
         on_events: OnEvents,
         on_gap: Callable[[], None] | None = None,

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Sequence
 from types import FrameType
 from typing import Any
 
-import asyncpg
 import uvicorn
 
 from realtime.booking import cursor as cursors
@@ -31,6 +30,7 @@ from realtime.channels.endpoint import Connection
 from realtime.channels.hub import Hub, Subscriber
 from realtime.channels.listener import Listener
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
+from realtime.pool import Pool
 from realtime.settings import Settings
 from realtime.tasks import cancel_all, supervise
 
@@ -46,7 +46,7 @@ class ChannelRuntime:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool,
+        pool: Pool,
         booking: BookingService,
         dsn: str,
         presence: PresenceBackend | None = None,

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
@@ -26,6 +25,7 @@ from realtime.app import create_app
 from realtime.booking.service import BookingService
 from realtime.channels.runtime import ChannelRuntime
 from realtime.db import create_pool
+from realtime.pool import Pool
 from realtime.settings import Settings
 from tests.support.server import free_port
 
@@ -127,7 +127,7 @@ async def live(database_url: str) -> AsyncIterator[Live]:
 
 @dataclass
 class World:
-    pool: asyncpg.Pool
+    pool: Pool
     booking: BookingService
     vendor: str
     services: list[str]

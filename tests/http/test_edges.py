@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -118,6 +119,10 @@ async def test_health_metrics_openapi_and_request_ids(server):
     assert len(health.headers["x-request-id"]) >= 16
     assert 'realtime_bookings_total{operation="book",outcome="ok"} 1.0' in metrics.text
     assert 'realtime_bookings_total{operation="book",outcome="conflict"} 1.0' in metrics.text
+    pool = {state: float(re.search(rf'realtime_db_pool_connections{{state="{state}"}} (\S+)',
+                                    metrics.text).group(1)) for state in ("idle", "in_use")}
+    assert 1 <= pool["idle"] + pool["in_use"] <= 10  # the default REALTIME_POOL_SIZE
+    assert "realtime_db_pool_waiting 0.0" in metrics.text
     paths = spec.json()["paths"]
     for path in ("/api/bookings", "/api/holds/{id}", "/api/slots/{id}",
                  "/api/vendors/{id}/availability", "/readyz"):

@@ -1,0 +1,189 @@
+"""The lean connection pool against a real PostgreSQL: bounds, order, and connections in doubt."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from realtime.pool import Pool, PoolClosed
+from tests.support.proxy import TcpProxy
+
+PID = "SELECT pg_backend_pid()"
+
+
+def _app_name() -> str:
+    return f"pooltest-{uuid.uuid4().hex[:8]}"
+
+
+async def _pool(dsn: str, size: int, app: str | None = None) -> Pool:
+    return await Pool(dsn, size, server_settings={"application_name": app or _app_name()}).start()
+
+
+async def test_hundreds_of_concurrent_checkouts_share_at_most_size_connections(admin_dsn):
+    """300 concurrent statements through a pool of 5 all succeed on at most 5 backends."""
+    app = _app_name()
+    pool = await _pool(admin_dsn, 5, app)
+    watcher = await asyncpg.connect(admin_dsn)
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            n = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app)
+            peak = max(peak, n)
+            await asyncio.sleep(0.005)
+
+    watching = asyncio.create_task(watch())
+    try:
+        pids = await asyncio.gather(*[
+            pool.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.002)") for _ in range(300)])
+    finally:
+        watching.cancel()
+        await watcher.close()
+    assert len(pids) == 300
+    assert 1 <= len(set(pids)) <= 5
+    assert 1 <= peak <= 5
+    assert pool.open_connections == len(set(pids)) and pool.waiting == 0
+    await pool.close()
+
+
+async def test_waiters_are_served_in_arrival_order(admin_dsn):
+    """With every connection taken, waiters get one in the order they asked."""
+    pool = await _pool(admin_dsn, 1)
+    order: list[int] = []
+
+    async def use(i: int) -> None:
+        async with pool.acquire() as conn:
+            order.append(i)
+            await conn.fetchval("SELECT 1")
+
+    async with pool.acquire():
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.create_task(use(i)))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 6 and order == []
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4, 5]
+    await pool.close()
+
+
+async def test_an_error_postgres_answered_keeps_the_connection(admin_dsn):
+    """A statement PostgreSQL rejected leaves the connection in step, so it is reused."""
+    pool = await _pool(admin_dsn, 1)
+    pid = await pool.fetchval(PID)
+    with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
+        await pool.fetchval("SELECT 1 / 0")
+    assert await pool.fetchval(PID) == pid
+    await pool.close()
+
+
+async def test_a_cancelled_statement_closes_its_connection(admin_dsn):
+    """A statement cut off by a timeout never hands its half-done session to the next caller."""
+    pool = await _pool(admin_dsn, 1)
+    pid = await pool.fetchval(PID)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(pool.fetchval("SELECT pg_sleep(5)"), 0.1)
+    assert pool.open_connections == 0
+    assert await pool.fetchval("SELECT 41 + 1") == 42
+    assert await pool.fetchval(PID) != pid
+    await pool.close()
+
+
+async def test_a_transaction_left_open_closes_its_connection(admin_dsn):
+    """A borrower that returns a connection inside a transaction does not pass it on."""
+    pool = await _pool(admin_dsn, 1)
+    async with pool.acquire() as conn:
+        pid = await conn.fetchval(PID)
+        await conn.execute("BEGIN")
+    assert pool.open_connections == 0
+    assert await pool.fetchval(PID) != pid
+    for _ in range(100):  # the old session ends: its transaction is not left holding locks
+        if not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the backend of the returned connection is still there")
+    await pool.close()
+
+
+async def test_a_backend_killed_while_idle_is_replaced(admin_dsn):
+    """An idle connection whose backend was terminated is dropped at checkout, not used."""
+    pool = await _pool(admin_dsn, 2)
+    pid = await pool.fetchval(PID)
+    killer = await asyncpg.connect(admin_dsn)
+    assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+    await killer.close()
+    for _ in range(100):  # the pool learns of it when the socket closes
+        await asyncio.sleep(0.02)
+        if pool.idle_connections and all(c.is_closed() for c in pool._idle):
+            break
+    new_pid = await pool.fetchval(PID)
+    assert new_pid != pid
+    assert pool.open_connections == 1
+    await pool.close()
+
+
+async def test_cancelled_waiters_leave_no_trace(admin_dsn):
+    """A waiter cancelled while waiting neither takes a connection nor leaks a place."""
+    pool = await _pool(admin_dsn, 1)
+    async with pool.acquire():
+        waiter = asyncio.create_task(pool.fetchval("SELECT 1"))
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 1
+        waiter.cancel()
+        await asyncio.sleep(0)
+    assert waiter.cancelled()
+    assert pool.waiting == 0 and pool.open_connections == 1 and pool.idle_connections == 1
+    assert await pool.fetchval("SELECT 7") == 7
+    await pool.close()
+
+
+async def test_a_lost_database_frees_every_place_and_recovers(admin_dsn):
+    """Connections lost with the network free their places; waiters get the error, and the
+    pool opens new connections once the database answers again."""
+    target = urlsplit(admin_dsn)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    dsn = admin_dsn.replace(target.netloc, f"{target.username or 'postgres'}@127.0.0.1:{proxy.port}")
+    pool = await _pool(dsn, 1)
+    async with pool.acquire() as conn:
+        waiter = asyncio.create_task(pool.fetchval("SELECT 1"))
+        await asyncio.sleep(0.01)
+        await proxy.cut()
+        for _ in range(100):
+            if conn.is_closed():
+                break
+            await asyncio.sleep(0.01)
+    # The closed connection's place went to the waiter, whose own connect was refused.
+    with pytest.raises(OSError):
+        await waiter
+    assert pool.open_connections == 0 and pool.waiting == 0
+    with pytest.raises(OSError):
+        await pool.fetchval("SELECT 1")
+    assert pool.open_connections == 0
+    await proxy.start(proxy.port)
+    assert await pool.fetchval("SELECT 3") == 3
+    await pool.close()
+    await proxy.cut()
+
+
+async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_dsn):
+    """Closing refuses new checkouts and waiters; a connection in use is closed on return."""
+    pool = await _pool(admin_dsn, 1)
+    async with pool.acquire() as conn:
+        waiter = asyncio.create_task(pool.fetchval("SELECT 1"))
+        await asyncio.sleep(0.01)
+        await pool.close()
+        with pytest.raises(PoolClosed):
+            await waiter
+        assert not conn.is_closed()
+    assert conn.is_closed()
+    assert pool.open_connections == 0
+    with pytest.raises(PoolClosed):
+        await pool.fetchval("SELECT 1")

@@ -1,20 +1,36 @@
-"""A lean connection pool: what every request pays for between the handler and asyncpg.
+"""A lean connection pool that keeps its connections talking to PostgreSQL.
 
-asyncpg's own pool costs about 50 µs of Python per checkout on this project's machines
-(acquire through an asyncio.Queue and a proxy object, release through `asyncio.shield`, which
-starts a Task and waits a loop turn for it): more than the statement's own client work
-(`bench/poolcost.py` measures both). Every booking checks a connection out once, so this pool
-keeps only what the server needs:
+Two costs of a general-purpose pool matter to a server whose requests are one statement each:
 
+- **Checkout overhead.** asyncpg's pool costs about 45 µs of Python per checkout even without
+  its reset query (an `asyncio.Queue`, a proxy object, and `asyncio.shield` starting a Task per
+  release): more than the statement's own client work (`bench/poolcost.py`).
+- **Idle connections that are checked out.** When every connection is taken, a released one
+  goes to the next waiting task, which runs only on a later turn of the event loop; then it
+  sends its statement. Under load each turn takes milliseconds, so the connection sat idle
+  for most of the time it was "in use": with 10 connections all taken and 20 requests waiting,
+  PostgreSQL saw its 10 backends idle in ClientRead 62% of the time (pg_stat_activity
+  sampled during `bench/pair.py uncontended`).
+
+So a one-statement call (`fetchval`, `fetchrow`, `fetch`, `execute`) that finds no free
+connection is queued as a job, and a connection that finishes a statement takes the next job
+**in the same step**, sending its statement before yielding to the loop: under load, each
+connection is driven by one worker task that goes from job to job. A call that finds a free
+connection runs its statement in its own task, as a plain pool would (no task is started when
+nothing waits). `acquire()` still lends a connection for several statements or a transaction;
+it queues with the jobs, first come, first served.
+
+The rest is what the server needs and no more:
 - at most `size` connections, opened on demand (one at start, so a wrong DSN fails at once);
-- waiters served first come, first served; a released connection goes straight to the oldest;
-- a connection that comes back in doubt (the borrower failed with anything but an error
-  PostgreSQL answered, or left a transaction open) is closed, never reused: a cancelled
-  statement, a timeout or a dropped socket cannot leak a half-done session to the next caller.
-  A closed connection frees its place; the next checkout opens a new one.
+- a connection that comes back in doubt (its statement failed with anything but an error
+  PostgreSQL answered, was cancelled or timed out, or a transaction was left open) is closed,
+  never reused, so a half-done session never reaches the next caller; its place is refilled
+  on demand;
+- no reset query on return: sessions carry no state here (LISTEN has its own connection,
+  settings are SET LOCAL, advisory locks are transaction-scoped).
 
-Sessions carry no state here (LISTEN has its own connection, settings are SET LOCAL, advisory
-locks are transaction-scoped), so a release runs no reset query.
+A caller cancelled while its job is queued leaves the queue; one cancelled while a worker runs
+its statement stops waiting, and the statement completes (its result is dropped).
 """
 
 from __future__ import annotations
@@ -27,9 +43,32 @@ from typing import Any
 
 import asyncpg
 
+CLOSE_TIMEOUT = 5.0
+
 
 class PoolClosed(asyncpg.InterfaceError):
-    """The pool was closed; raised to waiters and to new checkouts."""
+    """The pool was closed; raised to queued callers and to new ones."""
+
+
+class _Job:
+    """A statement to run (`method` names the Connection method), or, with `method` None, a
+    request to borrow a connection (`acquire`)."""
+
+    __slots__ = ("args", "future", "method", "query")
+
+    def __init__(self, method: str | None, query: str, args: tuple[Any, ...],
+                 future: asyncio.Future[Any]) -> None:
+        self.method = method
+        self.query = query
+        self.args = args
+        self.future = future
+
+
+def _sound(conn: asyncpg.Connection, exc: BaseException | None) -> bool:
+    """Whether a connection can serve the next caller after a statement or a loan."""
+    if exc is not None and not isinstance(exc, asyncpg.PostgresError):
+        return False  # cancelled, timed out, or the socket failed: its state is unknown
+    return not conn.is_closed() and not conn.is_in_transaction()
 
 
 class Pool:
@@ -43,48 +82,71 @@ class Pool:
         self._init = init
         self._connect_kwargs = connect_kwargs
         self._idle: deque[asyncpg.Connection] = deque()
-        # A waiter gets a connection, or None: "a place is free, open one yourself".
-        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
-        self._open = 0  # connections open or being opened, idle or in use
+        self._jobs: deque[_Job] = deque()
+        self._open = 0  # connections open or being opened: idle, lent, or running a statement
         self._closed = False
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> Pool:
+        self._open += 1
         conn = await self._connect()
-        self._give(conn)
+        self._idle.append(conn)
         return self
 
-    # -- checkout ---------------------------------------------------------------------------
+    # -- one statement ----------------------------------------------------------------------
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._statement("fetchval", query, args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._statement("fetchrow", query, args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._statement("fetch", query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._statement("execute", query, args)
+
+    async def _statement(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        conn = self._take_idle()
+        if conn is None and not self._jobs and self._open < self.size:
+            self._open += 1
+            conn = await self._connect()
+        if conn is None:
+            job = _Job(method, query, args, asyncio.get_running_loop().create_future())
+            self._queue(job)
+            return await job.future  # a cancelled future is skipped by whoever pops it
+        try:
+            result = await getattr(conn, method)(query, *args)
+        except BaseException as exc:
+            self._release(conn, _sound(conn, exc))
+            raise
+        self._release(conn, _sound(conn, None))
+        return result
+
+    # -- a loan -----------------------------------------------------------------------------
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await self._checkout()
+        conn = self._take_idle()
+        if conn is None and not self._jobs and self._open < self.size:
+            self._open += 1
+            conn = await self._connect()
+        if conn is None:
+            job = _Job(None, "", (), asyncio.get_running_loop().create_future())
+            self._queue(job)
+            try:
+                conn = await job.future
+            except asyncio.CancelledError:
+                if job.future.done() and not job.future.cancelled():
+                    self._release(job.future.result(), True)  # lent just as it was cancelled
+                raise
         try:
             yield conn
-        except asyncpg.PostgresError:
-            # PostgreSQL answered: the protocol is in step, the connection is fine unless a
-            # transaction is still open (the borrower's own `transaction()` rolls back first).
-            self._checkin(conn, sound=not conn.is_in_transaction())
+        except BaseException as exc:
+            self._release(conn, _sound(conn, exc))
             raise
-        except BaseException:
-            self._checkin(conn, sound=False)
-            raise
-        self._checkin(conn, sound=not conn.is_in_transaction())
-
-    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetchval(query, *args, column=column)
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.acquire() as conn:
-            return await conn.fetch(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        async with self.acquire() as conn:
-            return await conn.execute(query, *args)
+        self._release(conn, _sound(conn, None))
 
     # -- state ------------------------------------------------------------------------------
 
@@ -98,67 +160,49 @@ class Pool:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        return sum(1 for job in self._jobs if not job.future.done())
 
     async def close(self) -> None:
-        """Closes idle connections now (5 s each at most); one in use when it comes back."""
+        """Refuses new work and fails queued jobs; closes idle connections now, and each busy
+        one when its statement or loan ends (workers get CLOSE_TIMEOUT to finish)."""
         self._closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(PoolClosed("the pool is closed"))
+        self._fail_queued()
         idle, self._idle = list(self._idle), deque()
         self._open -= len(idle)
         for conn in idle:
             try:
-                await asyncio.wait_for(conn.close(), 5)
+                await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 conn.terminate()
+        if self._workers:
+            _, late = await asyncio.wait(set(self._workers), timeout=CLOSE_TIMEOUT)
+            for task in late:
+                task.cancel()
 
     def terminate(self) -> None:
         self._closed = True
+        self._fail_queued()
         for conn in self._idle:
             conn.terminate()
         self._open -= len(self._idle)
         self._idle.clear()
+        for task in self._workers:
+            task.cancel()
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _checkout(self) -> asyncpg.Connection:
-        while True:
-            if self._closed:
-                raise PoolClosed("the pool is closed")
-            while self._idle:
-                conn = self._idle.pop()  # the most recently used: its caches are warm
-                if not conn.is_closed():
-                    return conn
-                self._open -= 1
-            if self._open < self.size:
-                return await self._connect()
-            waiter: asyncio.Future[asyncpg.Connection | None] = (
-                asyncio.get_running_loop().create_future())
-            self._waiters.append(waiter)
-            try:
-                conn_or_none = await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    handed = waiter.result()  # handed over just as it was cancelled
-                    if handed is not None:
-                        self._give(handed)
-                    else:
-                        self._free_place()
-                elif waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                raise
-            if conn_or_none is None:
-                self._open -= 1  # the place handed over; _connect counts it again
-                return await self._connect()
-            if not conn_or_none.is_closed():
-                return conn_or_none
-            self._open -= 1
+    def _take_idle(self) -> asyncpg.Connection | None:
+        if self._closed:
+            raise PoolClosed("the pool is closed")
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: its caches are warm
+            if not conn.is_closed():
+                return conn
+            self._open -= 1  # its backend or socket went away while it was idle
+        return None
 
     async def _connect(self) -> asyncpg.Connection:
-        self._open += 1
+        """Opens a connection in a place already counted in `_open` (given back on failure)."""
         try:
             conn = await asyncpg.connect(self.dsn, **self._connect_kwargs)
             try:
@@ -169,37 +213,99 @@ class Pool:
                 raise
         except BaseException:
             self._open -= 1
-            self._wake_for_place()
+            self._refill()
             raise
         return conn
 
-    def _checkin(self, conn: asyncpg.Connection, sound: bool) -> None:
-        if not sound or conn.is_closed() or self._closed:
+    def _queue(self, job: _Job) -> None:
+        self._jobs.append(job)
+        self._refill()  # a place left free (a connection closed while idle) serves it
+
+    def _next_job(self) -> _Job | None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            if not job.future.done():  # done = its caller was cancelled while it waited
+                return job
+        return None
+
+    def _release(self, conn: asyncpg.Connection, sound: bool) -> None:
+        """A connection is free: it takes the next job, or goes idle, or is closed."""
+        if not sound or self._closed:
             conn.terminate()
             self._open -= 1
-            self._wake_for_place()
+            self._refill()
             return
-        self._give(conn)
+        job = self._next_job()
+        if job is None:
+            self._idle.append(conn)
+        elif job.method is None:
+            job.future.set_result(conn)
+        else:
+            self._spawn(self._work(conn, job))
 
-    def _give(self, conn: asyncpg.Connection) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self._idle.append(conn)
-
-    def _free_place(self) -> None:
-        self._open -= 1
-        self._wake_for_place()
-
-    def _wake_for_place(self) -> None:
-        """A place came free: the oldest waiter opens a connection in it."""
-        if self._open >= self.size:
+    def _refill(self) -> None:
+        """A place came free: if jobs wait, a worker opens a connection for them."""
+        if self._closed or self._open >= self.size:
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._open += 1  # reserved for that waiter
-                waiter.set_result(None)
+        job = self._next_job()
+        if job is not None:
+            self._open += 1
+            self._spawn(self._work(None, job))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def _work(self, conn: asyncpg.Connection | None, job: _Job) -> None:
+        """Runs queued jobs on one connection, each sent as soon as the last one answered."""
+        while True:
+            if conn is None:
+                try:
+                    conn = await self._connect()  # the place was counted by _refill
+                except BaseException as exc:
+                    _fail(job, exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return  # _connect's _refill handed the place to the next job
+            if job.method is None:
+                if job.future.done():  # the borrower gave up while this connection opened
+                    self._release(conn, True)
+                else:
+                    job.future.set_result(conn)  # a loan: the borrower releases it
                 return
+            try:
+                result = await getattr(conn, job.method)(job.query, *job.args)
+            except BaseException as exc:
+                _fail(job, exc)
+                if not _sound(conn, exc) or self._closed:
+                    self._release(conn, False)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
+            else:
+                if not job.future.done():
+                    job.future.set_result(result)
+                if not _sound(conn, None) or self._closed:
+                    self._release(conn, False)
+                    return
+            next_job = self._next_job()
+            if next_job is None:
+                self._idle.append(conn)
+                return
+            job = next_job
+
+    def _fail_queued(self) -> None:
+        while self._jobs:
+            _fail(self._jobs.popleft(), PoolClosed("the pool is closed"))
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if job.future.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        # The worker was cancelled (the pool is closing), not the caller: tell it so, rather
+        # than make its task look cancelled.
+        exc = PoolClosed("the pool closed while the statement ran")
+    job.future.set_exception(exc)
+

@@ -187,3 +187,67 @@ async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_d
     assert pool.open_connections == 0
     with pytest.raises(PoolClosed):
         await pool.fetchval("SELECT 1")
+
+
+async def test_queued_statements_get_their_own_results(admin_dsn):
+    """300 statements queued on 2 connections each get their own answer, in any order."""
+    pool = await _pool(admin_dsn, 2)
+    results = await asyncio.gather(*[pool.fetchval("SELECT $1::int * 2", i) for i in range(300)])
+    assert results == [i * 2 for i in range(300)]
+    rows = await asyncio.gather(*[pool.fetchrow("SELECT $1::text AS t", str(i)) for i in range(50)])
+    assert [r["t"] for r in rows] == [str(i) for i in range(50)]
+    assert pool.open_connections <= 2 and pool.waiting == 0
+    await pool.close()
+
+
+async def test_a_caller_cancelled_while_a_worker_runs_its_statement(database_url):
+    """The caller stops waiting; the statement completes and the connection serves on."""
+    pool = await _pool(database_url, 1)
+    await pool.execute("CREATE TABLE pool_probe (n int)")
+    async with pool.acquire() as conn:
+        pid = await conn.fetchval(PID)
+        queued = asyncio.create_task(
+            pool.execute("INSERT INTO pool_probe SELECT 1 FROM pg_sleep(0.2)"))
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 1
+    await asyncio.sleep(0.05)  # a worker has sent the queued statement
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    for _ in range(100):
+        if await pool.fetchval("SELECT count(*) FROM pool_probe") == 1:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the statement of the cancelled caller did not complete")
+    assert await pool.fetchval(PID) == pid
+    assert pool.open_connections == 1
+    await pool.close()
+
+
+async def test_an_error_on_a_worker_reaches_its_caller_only(admin_dsn):
+    """A queued statement that PostgreSQL rejects fails its own caller, not its neighbours."""
+    pool = await _pool(admin_dsn, 1)
+    async with pool.acquire():
+        calls = [asyncio.create_task(pool.fetchval(q)) for q in
+                 ("SELECT 1", "SELECT 1 / 0", "SELECT 3")]
+        await asyncio.sleep(0.01)
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    assert done[0] == 1 and done[2] == 3
+    assert isinstance(done[1], asyncpg.exceptions.DivisionByZeroError)
+    assert pool.open_connections == 1
+    await pool.close()
+
+
+async def test_close_lets_running_statements_finish(admin_dsn):
+    """A statement already running completes; queued ones fail with PoolClosed."""
+    pool = await _pool(admin_dsn, 1)
+    running = asyncio.create_task(pool.fetchval("SELECT 5 FROM pg_sleep(0.2)"))
+    await asyncio.sleep(0.02)
+    queued = asyncio.create_task(pool.fetchval("SELECT 6"))
+    await asyncio.sleep(0.01)
+    await pool.close()
+    assert await running == 5
+    with pytest.raises(PoolClosed):
+        await queued
+    assert pool.open_connections == 0

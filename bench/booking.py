@@ -1044,13 +1044,15 @@ AREAS = [
 
 
 # Inclusive buckets: the share of busy samples with a matching frame on the stack. They
-# overlap (the handler contains the round trip), so they do not add up to 100%.
+# overlap, so they do not add up to 100%. A statement runs in the handler's task when a
+# connection is free, else in a pool worker task (realtime/pool.py), outside the handler.
 BUCKETS = [
     ("the whole HTTP request in the ASGI app (uvicorn run_asgi and below)",
      ("RequestResponseCycle.run_asgi (",)),
     ("handler create_booking (validation, service call, response)", ("create_booking (",)),
     ("asyncpg: the rt_book statement (bind, execute, decode)", ("Connection._do_execute (",)),
-    ("pool: checkout and return (realtime/pool.py)", ("Pool._checkout (", "Pool._checkin (")),
+    ("pool: checkout, return and job queue (realtime/pool.py)",
+     ("Pool._take_idle (", "Pool._release (", "Pool._next_job (")),
     ("response send (uvicorn RequestResponseCycle.send, socket write)",
      ("RequestResponseCycle.send (",)),
     ("request parsing (httptools callbacks, task creation)",
@@ -1383,14 +1385,14 @@ def _doc_profile(res: dict[str, Any], w: Any) -> None:
             server = f"{cc['server'] / rate * 1e6:,.0f} µs" if "server" in cc else "-"
             return (f"| {name} | {server} | {cc['load'] / rate * 1e6:,.0f} µs | "
                     f"{cc['postgres'] / rate * 1e6:,.0f} µs | {ours / rate * 1e6:,.0f} µs | "
-                    f"{cc['other']:.2f} |")
+                    f"{cc['other']:.2f} | {cc.get('steal', 0):.2f} |")
 
         w("CPU per booking, from the CPU time each party used during the measured window "
           "(`/proc`), divided by the bookings in it:")
         w("")
         w("| | server process | load (generators / drivers) | PostgreSQL (this database's "
-          "backends) | all of ours | cores used by others meanwhile |")
-        w("|---|---:|---:|---:|---:|---:|")
+          "backends) | all of ours | cores used by others meanwhile | cores stolen |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
         w(row(f"HTTP uncontended ({r:,.0f}/s)", c, r))
         w(row(f"direct, uncontended, {up_db['clients']} clients ({rd:,.0f}/s)", cd, rd))
         hz = _phase(res, "http", "healthz", "healthz")
@@ -1432,7 +1434,8 @@ def _doc_profile(res: dict[str, Any], w: Any) -> None:
         w(f"| `{f}` | {pct}% |")
     w("")
     w("What the server is doing (share of busy samples with it on the stack; the rows "
-      "overlap, the handler contains the round trip):")
+      "overlap; a statement runs in the handler's task when a pool connection is free, "
+      "else in a pool worker task, outside the handler):")
     w("")
     w("| part | inclusive |")
     w("|---|---:|")
@@ -1513,7 +1516,7 @@ def _doc_limits(res: dict[str, Any], w: Any) -> None:
     if hot:
         pool = res["settings"]["server_env"].get("REALTIME_POOL_SIZE")
         hot_db = [p for p in res["phases"] if p["layer"] == "db" and p["variant"] == "plain"
-                  and p["workload"] == "hot"]
+                  and p["workload"] == "hot" and p.get("round") == hot.get("median_round")]
         trend = ", ".join(f"{p['clients']} clients {p['bookings_per_s']:,.0f}/s "
                           f"(p99 {p['p99_ms']:.0f} ms)" for p in hot_db)
         w("**Hot slot.** Every booking updates the same row, so bookings are serialized by "

@@ -217,6 +217,19 @@ class Client:
                 assert msg.get(key) == value, (key, msg)
             return msg
 
+    async def expect_unordered(self, *types: str, within: float = 5.0) -> dict[str, dict[str, Any]]:
+        """The next messages, one of each type in any order (presence frames skipped): a
+        booking's result and its own broadcast are not ordered by the protocol."""
+        got: dict[str, dict[str, Any]] = {}
+        deadline = asyncio.get_running_loop().time() + within
+        while len(got) < len(types):
+            msg = await self.recv(max(deadline - asyncio.get_running_loop().time(), 0.01))
+            if msg["type"] == "presence":
+                continue
+            assert msg["type"] in types and msg["type"] not in got, (msg, got)
+            got[msg["type"]] = msg
+        return got
+
     async def closed(self, within: float = 10.0) -> int | None:
         await asyncio.wait_for(asyncio.shield(self._reader), within)
         return self.close_code

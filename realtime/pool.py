@@ -36,6 +36,7 @@ its statement stops waiting, and the statement completes (its result is dropped)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from typing import Any
 
 import asyncpg
 
+log = logging.getLogger("realtime.pool")
 CLOSE_TIMEOUT = 5.0
 
 
@@ -138,7 +140,8 @@ class Pool:
             try:
                 conn = await job.future
             except asyncio.CancelledError:
-                if job.future.done() and not job.future.cancelled():
+                if (job.future.done() and not job.future.cancelled()
+                        and job.future.exception() is None):
                     self._release(job.future.result(), True)  # lent just as it was cancelled
                 raise
         try:
@@ -255,7 +258,14 @@ class Pool:
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._workers.add(task)
-        task.add_done_callback(self._workers.discard)
+        task.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._workers.discard(task)
+        # A worker hands every error to its job's caller; one escaping is a bug here, and its
+        # connection's place would be lost: say so loudly rather than let the pool shrink.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("pool worker failed", exc_info=exc)
 
     async def _work(self, conn: asyncpg.Connection | None, job: _Job) -> None:
         """Runs queued jobs on one connection, each sent as soon as the last one answered."""

@@ -81,7 +81,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             # Compression costs ~36 KiB per socket and most of the fan-out rate (FACTS.md).
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
-            timeout_graceful_shutdown=8, proxy_headers=False, server_header=False)
+            timeout_graceful_shutdown=8, proxy_headers=False, server_header=False,
+            # RequestContext logs each request (with its id); uvicorn's own line would be a
+            # second one, and it builds its arguments even when its logger is off.
+            access_log=False)
         server = uvicorn.Server(config)
         # uvicorn re-raises the SIGTERM it captured once it has shut down; with the default
         # handler that would kill us before the embedded PostgreSQL is stopped below.

@@ -14,6 +14,9 @@ processes, since only one variant runs at a time) and latency.
 
 The load: 32 keep-alive connections from this process posting `POST /api/bookings`, on one
 slot (hot) or spread over 1,000 slots of large capacity (uncontended). Only 201s count.
+Meanwhile a probe books a slot of another service every 50 ms and times, on a WebSocket
+subscribed to that service, how long after its 201 the booking's `availability:updated`
+arrives: the delivery delay a watcher sees while the server is saturated with bookings.
 Variants are lists of NAME=VALUE environment settings for the server, "" for none; a word
 "@DIR" runs that variant's server from the source tree DIR (another checkout, to compare code).
 """
@@ -31,6 +34,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -74,6 +78,12 @@ async def make_template(admin: str, name: str) -> None:
                    'ends_at', now() + make_interval(hours => g, mins => 30),
                    'capacity', $2::int)) FROM generate_series(1, $3::int) g))""",
             service, CAPACITY, SLOTS)
+        probe = await conn.fetchval(
+            "INSERT INTO rt_services (vendor_id, name) VALUES ($1, 'probe') RETURNING id", vendor)
+        await conn.execute(
+            """SELECT rt_create_slots($1, jsonb_build_array(jsonb_build_object(
+                   'starts_at', now() + interval '1 day', 'ends_at', now() + interval '25 hours',
+                   'capacity', $2::int)))""", probe, CAPACITY)
         await conn.execute("SELECT rt_sequence_events(100000)")
     finally:
         await conn.close()
@@ -106,6 +116,44 @@ async def one_connection(port: int, stop: float, requests: list[bytes], lat: lis
     return booked
 
 
+async def post(port: int, body: bytes) -> dict[str, Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
+                     b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        i = head.lower().index(b"content-length:")
+        answer: dict[str, Any] = json.loads(
+            await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)])))
+        return answer
+    finally:
+        writer.close()
+
+
+async def probe(port: int, service: str, slot: str, stop: float, out: list[float]) -> None:
+    """Books `slot` every 50 ms; the time from each 201 to its frame on a subscribed socket."""
+    import websockets
+
+    body = json.dumps({"slot_id": slot, "customer_id": "probe"}).encode()
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "id": "p", "channel": f"service:{service}"}))
+        while json.loads(await ws.recv())["type"] != "subscribed":
+            pass
+        while time.monotonic() < stop:
+            answer = await post(port, body)
+            t = time.perf_counter()
+            if "slot" not in answer:
+                continue
+            version = answer["slot"]["version"]
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame.get("type") == "availability:updated" and (
+                        frame["slot"]["version"] >= version):
+                    break
+            out.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+
+
 async def run(args: argparse.Namespace) -> None:
     require_loopback(args.admin_dsn)
     tag = uuid.uuid4().hex[:8]
@@ -124,7 +172,11 @@ async def run(args: argparse.Namespace) -> None:
         try:
             order = "DESC LIMIT 1" if args.workload == "hot" else ""
             slots = [str(r[0]) for r in await conn.fetch(
-                f"SELECT id FROM rt_slots ORDER BY starts_at {order}")]
+                f"""SELECT s.id FROM rt_slots s JOIN rt_services v ON v.id = s.service_id
+                    WHERE v.name = 'pair' ORDER BY s.starts_at {order}""")]
+            probe_service, probe_slot = (str(x) for x in await conn.fetchrow(
+                """SELECT v.id, s.id FROM rt_slots s JOIN rt_services v ON v.id = s.service_id
+                   WHERE v.name = 'probe'"""))
         finally:
             await conn.close()
         ports = []
@@ -161,14 +213,16 @@ async def run(args: argparse.Namespace) -> None:
         booked = [0] * n
         server_cpu, pg_cpu = [0.0] * n, [0.0] * n
         lats: list[list[float]] = [[] for _ in range(n)]
+        delays: list[list[float]] = [[] for _ in range(n)]
         for r in range(args.rounds):
             print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
             for k in (range(n) if r % 2 == 0 else reversed(range(n))):
                 s0, p0 = _proc_cpu(servers[k].pid) or 0.0, _postgres_cpu()
                 stop = time.monotonic() + args.burst
-                counts = await asyncio.gather(*(
-                    one_connection(ports[k], stop, requests[ports[k]], lats[k])
-                    for _ in range(CONNECTIONS)))
+                counts, _ = await asyncio.gather(
+                    asyncio.gather(*(one_connection(ports[k], stop, requests[ports[k]], lats[k])
+                                     for _ in range(CONNECTIONS))),
+                    probe(ports[k], probe_service, probe_slot, stop, delays[k]))
                 server_cpu[k] += (_proc_cpu(servers[k].pid) or 0.0) - s0
                 pg_cpu[k] += sum(v - p0[pid] for pid, v in _postgres_cpu().items() if pid in p0)
                 booked[k] += sum(counts)
@@ -182,10 +236,13 @@ async def run(args: argparse.Namespace) -> None:
             per = 1e6 / max(1, booked[k])
             p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
             p99 = lat[int(len(lat) * 0.99)] * 1e3 if lat else float("nan")
+            delay = sorted(delays[k])
+            d50 = delay[len(delay) // 2] * 1e3 if delay else float("nan")
+            d90 = delay[int(len(delay) * 0.9)] * 1e3 if delay else float("nan")
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
                   f"/s ({booked[k] / base:.2f}x)  server {server_cpu[k] * per:4.0f} µs  "
                   f"postgres {pg_cpu[k] * per:4.0f} µs per booking  "
-                  f"p50 {p50:.1f} p99 {p99:.1f} ms")
+                  f"p50 {p50:.1f} p99 {p99:.1f} ms  201->frame p50 {d50:.1f} p90 {d90:.1f} ms")
     finally:
         for proc in servers:
             proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,8 @@ connection is queued as a job, and a connection that finishes a statement takes 
 connection is driven by one worker task that goes from job to job. A call that finds a free
 connection runs its statement in its own task, as a plain pool would (no task is started when
 nothing waits). `acquire()` still lends a connection for several statements or a transaction;
-it queues with the jobs, first come, first served.
+it queues with the jobs, first come, first served, unless it asks to go first (the event
+pipeline does: its calls are short and every subscriber's update waits for them).
 
 The rest is what the server needs and no more:
 - at most `size` connections, opened on demand (one at start, so a wrong DSN fails at once);
@@ -129,14 +130,17 @@ class Pool:
     # -- a loan -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self, first: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """Lends a connection. `first` jumps the queue: for the event pipeline's short,
+        latency-bound calls, which must not wait behind a storm of bookings (every event's
+        delivery waits for them)."""
         conn = self._take_idle()
         if conn is None and not self._jobs and self._open < self.size:
             self._open += 1
             conn = await self._connect()
         if conn is None:
             job = _Job(None, "", (), asyncio.get_running_loop().create_future())
-            self._queue(job)
+            self._queue(job, first)
             try:
                 conn = await job.future
             except asyncio.CancelledError:
@@ -220,8 +224,11 @@ class Pool:
             raise
         return conn
 
-    def _queue(self, job: _Job) -> None:
-        self._jobs.append(job)
+    def _queue(self, job: _Job, first: bool = False) -> None:
+        if first:
+            self._jobs.appendleft(job)
+        else:
+            self._jobs.append(job)
         self._refill()  # a place left free (a connection closed while idle) serves it
 
     def _next_job(self) -> _Job | None:

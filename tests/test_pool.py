@@ -251,3 +251,28 @@ async def test_close_lets_running_statements_finish(admin_dsn):
     with pytest.raises(PoolClosed):
         await queued
     assert pool.open_connections == 0
+
+
+async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
+    """The event pipeline's loans are served before statements queued earlier."""
+    pool = await _pool(admin_dsn, 1)
+    order: list[str] = []
+
+    async def statement(i: int) -> None:
+        await pool.fetchval("SELECT $1::int", i)
+        order.append(f"s{i}")
+
+    async def pipeline() -> None:
+        async with pool.acquire(first=True) as conn:
+            await conn.fetchval("SELECT 1")
+            order.append("pipeline")
+
+    async with pool.acquire():
+        tasks = [asyncio.create_task(statement(i)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        tasks.append(asyncio.create_task(pipeline()))
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 4
+    await asyncio.gather(*tasks)
+    assert order == ["pipeline", "s0", "s1", "s2"]
+    await pool.close()

@@ -193,7 +193,8 @@ class Listener:
             self._doorbell.clear()
             try:
                 while True:
-                    async with self._pool.acquire() as conn:
+                    # Ahead of queued bookings: every subscriber's update waits for this call.
+                    async with self._pool.acquire(first=True) as conn:
                         count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
                     self._sequenced(count)
                     # Calling again until a call numbers nothing would, under a steady stream
@@ -256,7 +257,7 @@ class Listener:
 
     async def _read_all(self, stamp: float) -> None:
         while True:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(first=True) as conn:
                 events = await fetch_after(conn, self.last_pos, BATCH)
             if not events:
                 return

@@ -971,6 +971,7 @@ class Bench:
                 rounds.append({"round": k, "db_ceiling_per_s": best["bookings_per_s"],
                                "db_ceiling_clients": best["clients"],
                                "http_per_s": http["bookings_per_s"],
+                               "http_steal": http["cores"].get("steal"),
                                "ratio": round(http["bookings_per_s"] / best["bookings_per_s"],
                                               3)})
             if not rounds:
@@ -1250,13 +1251,16 @@ def write_doc(res: dict[str, Any], path: Path) -> None:
       "HTTP / ceiling (median round) | each round | target | met |")
     w("|---|---:|---:|---:|---|---:|---|")
     for workload, row in s.items():
-        each = ", ".join(f"{r['ratio']:.2f}" for r in row.get("rounds", []))
+        each = ", ".join(f"{r['ratio']:.2f}" + (f" ({r['http_steal']:.2f} stolen)"
+                                                  if r.get("http_steal") is not None else "")
+                         for r in row.get("rounds", []))
         w(f"| {workload} | {row['db_ceiling_per_s']:,.0f}/s ({row['db_ceiling_clients']} "
           f"clients) | {row['http_per_s']:,.0f}/s | {row['ratio']:.2f} | {each} | "
           f"{row['target']:.2f} | {'yes' if row['met'] else '**no**'} |")
     w("")
     w("The first three columns are the median round's. Where the text below quotes one "
-      "phase's CPU or profile, it is that round's.")
+      "phase's CPU or profile, it is that round's. \"stolen\": cores the hypervisor took from "
+      "this virtual machine during that round's HTTP phase (see the phase table).")
     w("")
     w("Every phase:")
     w("")

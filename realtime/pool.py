@@ -295,8 +295,19 @@ class Pool:
                 else:
                     job.future.set_result(conn)  # a loan: the borrower releases it
                 return
+            if job.future.done():
+                # Its caller was cancelled after the job was handed here but before it ran:
+                # skip it, as if it had still been queued.
+                next_job = self._next_job()
+                if next_job is None:
+                    self._idle.append(conn)
+                    return
+                job = next_job
+                continue
+            method = job.method
+            assert method is not None  # loans returned above
             try:
-                result = await getattr(conn, job.method)(job.query, *job.args)
+                result = await getattr(conn, method)(job.query, *job.args)
             except BaseException as exc:
                 _fail(job, exc)
                 if not _sound(conn, exc) or self._closed:

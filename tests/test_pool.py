@@ -276,3 +276,20 @@ async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
     await asyncio.gather(*tasks)
     assert order == ["pipeline", "s0", "s1", "s2"]
     await pool.close()
+
+
+async def test_a_caller_cancelled_before_its_statement_started_is_skipped(database_url):
+    """A job handed to a worker whose caller gave up before it ran is not executed."""
+    pool = await _pool(database_url, 1)
+    await pool.execute("CREATE TABLE pool_skip (n int)")
+    async with pool.acquire():
+        doomed = asyncio.create_task(pool.execute("INSERT INTO pool_skip VALUES (1)"))
+        kept = asyncio.create_task(pool.execute("INSERT INTO pool_skip VALUES (2)"))
+        await asyncio.sleep(0.01)
+    # The loan's return handed the first job to a worker that has not run yet.
+    doomed.cancel()
+    await kept
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert await pool.fetch("SELECT n FROM pool_skip") == [(2,)]
+    await pool.close()

@@ -98,6 +98,19 @@ async def drop(admin: str, names: list[str]) -> None:
         await conn.close()
 
 
+def booking_request(slot: str, customer: str) -> bytes:
+    body = json.dumps({"slot_id": slot, "customer_id": customer}).encode()
+    return (b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
+            b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """(head, body) of one HTTP/1.1 response with a content-length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    i = head.lower().index(b"content-length:")
+    return head, await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
+
+
 async def one_connection(port: int, stop: float, requests: list[bytes], lat: list[float]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     booked = 0
@@ -105,9 +118,7 @@ async def one_connection(port: int, stop: float, requests: list[bytes], lat: lis
         while time.monotonic() < stop:
             t = time.perf_counter()
             writer.write(random.choice(requests))
-            head = await reader.readuntil(b"\r\n\r\n")
-            i = head.lower().index(b"content-length:")
-            await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
+            head, _ = await read_response(reader)
             if head.startswith(b"HTTP/1.1 201"):
                 booked += 1
                 lat.append(time.perf_counter() - t)
@@ -116,15 +127,12 @@ async def one_connection(port: int, stop: float, requests: list[bytes], lat: lis
     return booked
 
 
-async def post(port: int, body: bytes) -> dict[str, Any]:
+async def post(port: int, request: bytes) -> dict[str, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
-                     b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-        head = await reader.readuntil(b"\r\n\r\n")
-        i = head.lower().index(b"content-length:")
-        answer: dict[str, Any] = json.loads(
-            await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)])))
+        writer.write(request)
+        _, body = await read_response(reader)
+        answer: dict[str, Any] = json.loads(body)
         return answer
     finally:
         writer.close()
@@ -134,13 +142,13 @@ async def probe(port: int, service: str, slot: str, stop: float, out: list[float
     """Books `slot` every 50 ms; the time from each 201 to its frame on a subscribed socket."""
     import websockets
 
-    body = json.dumps({"slot_id": slot, "customer_id": "probe"}).encode()
+    request = booking_request(slot, "probe")
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "subscribe", "id": "p", "channel": f"service:{service}"}))
         while json.loads(await ws.recv())["type"] != "subscribed":
             pass
         while time.monotonic() < stop:
-            answer = await post(port, body)
+            answer = await post(port, request)
             t = time.perf_counter()
             if "slot" not in answer:
                 continue
@@ -201,14 +209,7 @@ async def run(args: argparse.Namespace) -> None:
                 except OSError:
                     await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        requests = {}
-        for port in ports:
-            requests[port] = []
-            for slot in slots:
-                body = json.dumps({"slot_id": slot, "customer_id": "pair"}).encode()
-                requests[port].append(
-                    b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
-                    b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        requests = [booking_request(slot, "pair") for slot in slots]
         n = len(ports)
         booked = [0] * n
         server_cpu, pg_cpu = [0.0] * n, [0.0] * n
@@ -220,7 +221,7 @@ async def run(args: argparse.Namespace) -> None:
                 s0, p0 = _proc_cpu(servers[k].pid) or 0.0, _postgres_cpu()
                 stop = time.monotonic() + args.burst
                 counts, _ = await asyncio.gather(
-                    asyncio.gather(*(one_connection(ports[k], stop, requests[ports[k]], lats[k])
+                    asyncio.gather(*(one_connection(ports[k], stop, requests, lats[k])
                                      for _ in range(CONNECTIONS))),
                     probe(ports[k], probe_service, probe_slot, stop, delays[k]))
                 server_cpu[k] += (_proc_cpu(servers[k].pid) or 0.0) - s0

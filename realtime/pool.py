@@ -115,10 +115,7 @@ class Pool:
         return await self._statement("execute", query, args)
 
     async def _statement(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
-        conn = self._take_idle()
-        if conn is None and not self._jobs and self._open < self.size:
-            self._open += 1
-            conn = await self._connect()
+        conn = await self._free_connection()
         if conn is None:
             job = _Job(method, query, args, asyncio.get_running_loop().create_future())
             self._queue(job)
@@ -138,10 +135,7 @@ class Pool:
         """Lends a connection. `first` jumps the queue: for the event pipeline's short,
         latency-bound calls, which must not wait behind a storm of bookings (every event's
         delivery waits for them)."""
-        conn = self._take_idle()
-        if conn is None and not self._jobs and self._open < self.size:
-            self._open += 1
-            conn = await self._connect()
+        conn = await self._free_connection()
         if conn is None:
             job = _Job(None, "", (), asyncio.get_running_loop().create_future())
             self._queue(job, first)
@@ -190,19 +184,10 @@ class Pool:
             for task in late:
                 task.cancel()
 
-    def terminate(self) -> None:
-        self._closed = True
-        self._fail_queued()
-        for conn in self._idle:
-            conn.terminate()
-        self._open -= len(self._idle)
-        self._idle.clear()
-        for task in self._workers:
-            task.cancel()
-
     # -- internals --------------------------------------------------------------------------
 
-    def _take_idle(self) -> asyncpg.Connection | None:
+    async def _free_connection(self) -> asyncpg.Connection | None:
+        """An idle connection, or a new one if there is room and nobody queues; else None."""
         if self._closed:
             raise PoolClosed("the pool is closed")
         while self._idle:
@@ -210,7 +195,10 @@ class Pool:
             if not conn.is_closed():
                 return conn
             self._open -= 1  # its backend or socket went away while it was idle
-        return None
+        if self._jobs or self._open >= self.size:
+            return None
+        self._open += 1
+        return await self._connect()
 
     async def _connect(self) -> asyncpg.Connection:
         """Opens a connection in a place already counted in `_open` (given back on failure)."""
@@ -295,32 +283,24 @@ class Pool:
                 else:
                     job.future.set_result(conn)  # a loan: the borrower releases it
                 return
-            if job.future.done():
-                # Its caller was cancelled after the job was handed here but before it ran:
-                # skip it, as if it had still been queued.
-                next_job = self._next_job()
-                if next_job is None:
-                    self._idle.append(conn)
-                    return
-                job = next_job
-                continue
-            method = job.method
-            assert method is not None  # loans returned above
-            try:
-                result = await getattr(conn, method)(job.query, *job.args)
-            except BaseException as exc:
-                _fail(job, exc)
-                if not _sound(conn, exc) or self._closed:
-                    self._release(conn, False)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    return
-            else:
-                if not job.future.done():
-                    job.future.set_result(result)
-                if not _sound(conn, None) or self._closed:
-                    self._release(conn, False)
-                    return
+            # A done future: its caller was cancelled after the job was handed here but
+            # before it ran. Skip it, as if it had still been queued.
+            if not job.future.done():
+                try:
+                    result = await getattr(conn, job.method)(job.query, *job.args)
+                except BaseException as exc:
+                    _fail(job, exc)
+                    if not _sound(conn, exc) or self._closed:
+                        self._release(conn, False)
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        return
+                else:
+                    if not job.future.done():
+                        job.future.set_result(result)
+                    if not _sound(conn, None) or self._closed:
+                        self._release(conn, False)
+                        return
             next_job = self._next_job()
             if next_job is None:
                 self._idle.append(conn)

@@ -223,7 +223,8 @@ async def run(args: argparse.Namespace) -> None:
                 counts, _ = await asyncio.gather(
                     asyncio.gather(*(one_connection(ports[k], stop, requests, lats[k])
                                      for _ in range(CONNECTIONS))),
-                    probe(ports[k], probe_service, probe_slot, stop, delays[k]))
+                    probe(ports[k], probe_service, probe_slot, stop, delays[k])
+                    if args.probe else asyncio.sleep(0))
                 server_cpu[k] += (_proc_cpu(servers[k].pid) or 0.0) - s0
                 pg_cpu[k] += sum(v - p0[pid] for pid, v in _postgres_cpu().items() if pid in p0)
                 booked[k] += sum(counts)
@@ -263,6 +264,8 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help='server environment, e.g. "REALTIME_POOL_SIZE=16"')
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--burst", type=float, default=1.5, help="seconds per turn")
+    ap.add_argument("--no-probe", dest="probe", action="store_false",
+                    help="no WebSocket probe (for a variant that broadcasts nothing)")
     ap.add_argument("--admin-dsn", default=os.environ.get("BENCH_ADMIN_DSN", ADMIN_DSN))
     asyncio.run(run(ap.parse_args()))
 

@@ -9,7 +9,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import errors, logs, metrics
-from realtime.api import JSONResponse, error_response
+from realtime.api import JSONResponse, create_booking, create_hold, error_response
 from realtime.api import routes as api_routes
 from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
@@ -52,13 +52,18 @@ def _children(method: str, route: str, status: int) -> tuple[Any, Any]:
             metrics.HTTP_LATENCY.labels(method, route))
 
 
-def _client_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """A caller's X-Request-Id is kept (for tracing across services) if it is a plain token."""
+def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+    """The caller's X-Request-Id, kept for tracing across services if it is a plain token;
+    and whether the request has an Origin header."""
+    request_id: str | None = None
+    origin = False
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _SAFE_ID.match(text) else None
-    return None
+            request_id = text if _SAFE_ID.match(text) else None
+        elif name == b"origin":
+            origin = True
+    return request_id, origin
 
 
 def _new_request_id() -> str:
@@ -67,17 +72,36 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class RequestContext:
-    """Request id, one structured log line and metrics per HTTP request (pure ASGI)."""
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestContext:
+    """Request id, one structured log line and metrics per HTTP request (pure ASGI).
+
+    It is the outermost layer, and it runs the routes in `direct` itself: a booking is the
+    request this server exists to take at volume, and Starlette's layers around an endpoint
+    (error middleware, exception middleware, router matching, per-route wrappers, each with
+    its own `send` wrapper) cost as much Python per request as the endpoint's own work.
+    A direct route gets the same endpoint, the same error responses and the same log line;
+    a request with an `Origin` header takes the full stack when CORS is configured.
+    """
+
+    def __init__(self, app: Starlette, direct: dict[tuple[str, str], Endpoint],
+                 cors: bool) -> None:
         self.app = app
+        self.direct = direct
+        self.cors = cors
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _client_request_id(scope["headers"]) or _new_request_id()
+        client_id, origin = _scan_headers(scope["headers"])
+        rid = client_id or _new_request_id()
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -86,12 +110,17 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            endpoint = self.direct.get((scope["method"], scope["path"]))
+            if endpoint is None or (origin and self.cors):
+                await self.app(scope, receive, send_with_id)
+            else:
+                scope["app"] = self.app
+                scope["endpoint"] = endpoint
+                await _run(endpoint, scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             endpoint = scope.get("endpoint")
@@ -104,6 +133,18 @@ class RequestContext:
                 log.info("request", extra={"method": method, "path": scope["path"],
                                            "status": status, "ms": round(elapsed * 1000, 2)})
             logs.request_id.reset(token)
+
+
+async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """An endpoint with the exception handlers the Starlette app has (see create_app)."""
+    request = Request(scope, receive, send)
+    try:
+        response = await endpoint(request)
+    except errors.RealtimeError as exc:
+        response = error_response(exc)
+    except Exception as exc:
+        response = await on_unexpected(request, exc)
+    await response(scope, receive, send)
 
 
 async def on_realtime_error(request: Request, exc: Exception) -> Response:
@@ -182,7 +223,7 @@ class PublicStatic:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    stack = [Middleware(RequestContext)]
+    stack: list[Middleware] = []
     # The origins allowed to open /ws may also call the HTTP API from their pages (a widget
     # falling back to POST /api/bookings while its socket reconnects).
     if settings.allowed_origins:
@@ -194,7 +235,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return stack
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> RequestContext:
     settings = settings or Settings.from_env()
     # Worker processes started by `--workers N` do not inherit the CLI's logging setup.
     logs.setup(settings.log_level)
@@ -265,4 +306,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.rate_limits = buckets_for(settings.redis_url, settings.rate_limit_per_second,
                                         settings.rate_limit_burst)
     app.state.channels = None
-    return app
+    direct: dict[tuple[str, str], Endpoint] = {
+        ("POST", "/api/bookings"): create_booking, ("POST", "/api/holds"): create_hold,
+        ("GET", "/healthz"): healthz}
+    return RequestContext(app, direct, cors=bool(settings.allowed_origins))

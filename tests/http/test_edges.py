@@ -83,9 +83,20 @@ async def test_malformed_json_and_oversized_bodies(server):
                 yield b" " * 8192
 
         streamed = await client.post("/api/vendors", content=chunks())
+        # POST /api/bookings and /api/holds skip Starlette's routing (realtime/app.py): the
+        # same answers there.
+        bad_booking = await client.post("/api/bookings", content=b'{"slot_id": ',
+                                        headers={"content-type": "application/json"})
+        streamed_hold = await client.post("/api/holds", content=chunks())
+        not_object = await client.post("/api/bookings", content=b"[1]")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_JSON"
     assert big.status_code == 413 and big.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert streamed.status_code == 413
+    assert bad_booking.status_code == 400
+    assert bad_booking.json()["error"]["code"] == "INVALID_JSON"
+    assert streamed_hold.status_code == 413
+    assert streamed_hold.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert not_object.status_code in (400, 422) and "error" in not_object.json()
 
 
 async def test_slot_creation_and_capacity_changes(server):
@@ -109,14 +120,23 @@ async def test_health_metrics_openapi_and_request_ids(server):
     """/healthz, /readyz, /metrics and /openapi.json answer; responses carry a request id."""
     async with client_for(server.url) as client:
         slot = await one_slot(client)
-        await client.post("/api/bookings", json={"slot_id": slot["id"]})
-        await client.post("/api/bookings", json={"slot_id": slot["id"]})
+        won = await client.post("/api/bookings", json={"slot_id": slot["id"]},
+                                headers={"X-Request-Id": "trace-42"})
+        lost = await client.post("/api/bookings", json={"slot_id": slot["id"]})
+        wrong_method = await client.get("/api/bookings")
         health = await client.get("/healthz")
         ready = await client.get("/readyz")
         metrics = await client.get("/metrics")
         spec = await client.get("/openapi.json")
     assert health.status_code == ready.status_code == 200
     assert len(health.headers["x-request-id"]) >= 16
+    assert (won.status_code, won.headers["x-request-id"]) == (201, "trace-42")
+    assert lost.status_code == 409 and len(lost.headers["x-request-id"]) == 32
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    for line in ('route="create_booking",status="201"} 1.0',
+                 'route="create_booking",status="409"} 1.0', 'route="healthz",status="200"} 1.0'):
+        assert line in metrics.text
     assert 'realtime_bookings_total{operation="book",outcome="ok"} 1.0' in metrics.text
     assert 'realtime_bookings_total{operation="book",outcome="conflict"} 1.0' in metrics.text
     pool = {state: float(re.search(rf'realtime_db_pool_connections{{state="{state}"}} (\S+)',
@@ -218,6 +238,10 @@ async def test_cors_for_the_allowed_origins(database_url, tmp_path):
                 "Access-Control-Request-Headers": "content-type,idempotency-key"})
             allowed = await client.get("/healthz", headers={"Origin": "https://shop.example"})
             other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+            slot = await one_slot(client, capacity=2)
+            booked = await client.post("/api/bookings", json={"slot_id": slot["id"]},
+                                       headers={"Origin": "https://shop.example"})
+            plain = await client.post("/api/bookings", json={"slot_id": slot["id"]})
     finally:
         await asyncio.to_thread(server.stop)
     assert preflight.status_code == 200
@@ -225,3 +249,7 @@ async def test_cors_for_the_allowed_origins(database_url, tmp_path):
     assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
     assert "access-control-allow-origin" not in other.headers
+    assert booked.status_code == 201
+    assert booked.headers["access-control-allow-origin"] == "https://shop.example"
+    assert booked.headers["access-control-expose-headers"]
+    assert plain.status_code == 201 and "access-control-allow-origin" not in plain.headers

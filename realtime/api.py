@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -46,11 +46,18 @@ async def read_json(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY:
         raise errors.PayloadTooLarge()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    # ASGI messages read directly, as Request.stream() would (without an async generator
+    # per request: a booking's body is one message).
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
         if len(body) > MAX_BODY:
             raise errors.PayloadTooLarge()
+        if not message.get("more_body", False):
+            break
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from realtime.errors import NotFound, ValidationError
 
 MAX_NAME = 200
+# The canonical lower-case form, which is what our own ids look like: no UUID object needed.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def parse_id(value: str, not_found: type[NotFound]) -> str:
@@ -33,6 +36,8 @@ def uuid_field(body: dict[str, Any], field: str, required: bool = True) -> str |
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string id")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:

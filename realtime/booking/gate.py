@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 WIDTH = 4
 # Slots remembered as full: bounded, oldest forgotten first (forgetting one only gates it).
@@ -60,33 +58,9 @@ class SlotGates:
         if len(self._full) > FULL_MEMORY:
             del self._full[next(iter(self._full))]
 
-    @asynccontextmanager
-    async def enter(self, slot_id: str) -> AsyncIterator[None]:
-        if slot_id in self._full:
-            yield
-            return
-        gate = self._gates.get(slot_id)
-        if gate is None:
-            gate = self._gates[slot_id] = _Gate()
-        if gate.inside < self.width and not gate.waiters:
-            gate.inside += 1
-        else:
-            waiter = asyncio.get_running_loop().create_future()
-            gate.waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._leave(slot_id, gate)  # admitted just as it was cancelled: pass it on
-                else:
-                    if waiter in gate.waiters:  # a leaver may have dropped it already
-                        gate.waiters.remove(waiter)
-                    self._forget_if_idle(slot_id, gate)
-                raise
-        try:
-            yield
-        finally:
-            self._leave(slot_id, gate)
+    def enter(self, slot_id: str) -> _Pass:
+        """`async with gates.enter(slot_id):` holds one of the slot's places while inside."""
+        return _Pass(self, slot_id)
 
     def _leave(self, slot_id: str, gate: _Gate) -> None:
         while gate.waiters:
@@ -100,3 +74,43 @@ class SlotGates:
     def _forget_if_idle(self, slot_id: str, gate: _Gate) -> None:
         if gate.inside == 0 and not gate.waiters and self._gates.get(slot_id) is gate:
             del self._gates[slot_id]
+
+
+class _Pass:
+    """One pass through a slot's gate: a class, not @asynccontextmanager, because every
+    booking takes one and a generator-based context manager costs several times as much."""
+
+    __slots__ = ("_gate", "_gates", "_slot_id")
+
+    def __init__(self, gates: SlotGates, slot_id: str) -> None:
+        self._gates = gates
+        self._slot_id = slot_id
+        self._gate: _Gate | None = None
+
+    async def __aenter__(self) -> None:
+        gates, slot_id = self._gates, self._slot_id
+        if slot_id in gates._full:
+            return
+        gate = gates._gates.get(slot_id)
+        if gate is None:
+            gate = gates._gates[slot_id] = _Gate()
+        if gate.inside < gates.width and not gate.waiters:
+            gate.inside += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            gate.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    gates._leave(slot_id, gate)  # admitted just as it was cancelled: pass it on
+                else:
+                    if waiter in gate.waiters:  # a leaver may have dropped it already
+                        gate.waiters.remove(waiter)
+                    gates._forget_if_idle(slot_id, gate)
+                raise
+        self._gate = gate
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._gate is not None:
+            self._gates._leave(self._slot_id, self._gate)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import re
@@ -42,14 +41,6 @@ STATIC = Path(__file__).parent / "static"
 
 _METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"})
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-@functools.cache
-def _children(method: str, route: str, status: int) -> tuple[Any, Any]:
-    # labels() takes a lock and builds a key on every call; the set of (method, route,
-    # status) is small and bounded (unknown methods are "OTHER"), so look each up once.
-    return (metrics.HTTP_REQUESTS.labels(method, route, str(status)),
-            metrics.HTTP_LATENCY.labels(method, route))
 
 
 def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
@@ -126,9 +117,7 @@ class RequestContext:
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", "unmatched")
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            counter, histogram = _children(method, route, status)
-            counter.inc()
-            histogram.observe(elapsed)
+            metrics.HTTP.observe(method, route, status, elapsed)
             if route not in ("metrics", "healthz") or status >= 400:
                 log.info("request", extra={"method": method, "path": scope["path"],
                                            "status": status, "ms": round(elapsed * 1000, 2)})

@@ -135,7 +135,8 @@ async def test_health_metrics_openapi_and_request_ids(server):
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     for line in ('route="create_booking",status="201"} 1.0',
-                 'route="create_booking",status="409"} 1.0', 'route="healthz",status="200"} 1.0'):
+                 'route="create_booking",status="409"} 1.0', 'route="healthz",status="200"} 1.0',
+                 'realtime_http_request_seconds_count{method="POST",route="create_booking"} 2.0'):
         assert line in metrics.text
     assert 'realtime_bookings_total{operation="book",outcome="ok"} 1.0' in metrics.text
     assert 'realtime_bookings_total{operation="book",outcome="conflict"} 1.0' in metrics.text

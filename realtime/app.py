@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -124,18 +124,6 @@ class RequestContext:
             logs.request_id.reset(token)
 
 
-async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-    """An endpoint with the exception handlers the Starlette app has (see create_app)."""
-    request = Request(scope, receive, send)
-    try:
-        response = await endpoint(request)
-    except errors.RealtimeError as exc:
-        response = error_response(exc)
-    except Exception as exc:
-        response = await on_unexpected(request, exc)
-    await response(scope, receive, send)
-
-
 async def on_realtime_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.RealtimeError)
     return error_response(exc)
@@ -156,6 +144,34 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(errors.RealtimeError("internal error; see the server log",
                                                request_id=logs.request_id.get()))
+
+
+# One table for both ways in: the Starlette app's handlers, and `_run` for the direct routes.
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    errors.RealtimeError: on_realtime_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}
+
+
+async def _run(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """A direct route's endpoint, its exception answered by the handler Starlette would pick
+    (the nearest class in the exception's MRO)."""
+    request = Request(scope, receive, send)
+    try:
+        response = await endpoint(request)
+    except Exception as exc:
+        handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+        response = await handler(request, exc)
+    await response(scope, receive, send)
+
+
+def _direct_routes(routes: list[BaseRoute], endpoints: tuple[Endpoint, ...]
+                   ) -> dict[tuple[str, str], Endpoint]:
+    """(method, path) -> endpoint for these endpoints, read off the route table itself."""
+    return {(method, route.path): route.endpoint
+            for route in routes if isinstance(route, Route) and route.endpoint in endpoints
+            for method in route.methods or () if method != "HEAD"}
 
 
 async def healthz(request: Request) -> Response:
@@ -283,11 +299,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             Mount("/static", PublicStatic(StaticFiles(directory=STATIC)), name="static"),
             WebSocketRoute("/ws", ws_endpoint),
         ],
-        exception_handlers={
-            errors.RealtimeError: on_realtime_error,
-            HTTPException: on_http_error,
-            Exception: on_unexpected,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=_middleware(settings),
         lifespan=lifespan,
     )
@@ -295,7 +307,5 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app.state.rate_limits = buckets_for(settings.redis_url, settings.rate_limit_per_second,
                                         settings.rate_limit_burst)
     app.state.channels = None
-    direct: dict[tuple[str, str], Endpoint] = {
-        ("POST", "/api/bookings"): create_booking, ("POST", "/api/holds"): create_hold,
-        ("GET", "/healthz"): healthz}
+    direct = _direct_routes(app.routes, (create_booking, create_hold, healthz))
     return RequestContext(app, direct, cors=bool(settings.allowed_origins))

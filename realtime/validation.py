@@ -14,10 +14,17 @@ MAX_NAME = 200
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def _canonical_id(value: str) -> str:
+    """The id in canonical form; ValueError if it is not a UUID."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(value))
+
+
 def parse_id(value: str, not_found: type[NotFound]) -> str:
     """A path id that is not a UUID cannot name anything: 404, never a 500."""
     try:
-        return str(uuid.UUID(value))
+        return _canonical_id(value)
     except (ValueError, AttributeError, TypeError):
         raise not_found() from None
 
@@ -36,10 +43,8 @@ def uuid_field(body: dict[str, Any], field: str, required: bool = True) -> str |
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string id")
-    if _CANONICAL_UUID.fullmatch(value):
-        return value
     try:
-        return str(uuid.UUID(value))
+        return _canonical_id(value)
     except ValueError:
         raise ValidationError(field, "is not a valid id") from None
 

@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from realtime.booking.gate import WIDTH as GATE_WIDTH  # noqa: E402
-from realtime.channels.listener import MIN_DRAIN_SPACING  # noqa: E402
+from realtime.eventlog.listener import MIN_DRAIN_SPACING  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "booking.json"
 DOC = ROOT / "docs" / "benchmarks-booking.md"
@@ -427,7 +427,7 @@ class Bench:
     async def setup(self) -> None:
         import asyncpg
 
-        from realtime.booking.migrate import migrate
+        from realtime.db.migrate import migrate
 
         await migrate(self.dsn, echo=lambda _line: None)
         conn = await asyncpg.connect(self.dsn)
@@ -640,7 +640,7 @@ class Bench:
         (numbered events after the last position, on each rt_events not yet read)."""
         import asyncpg
 
-        from realtime.booking.events import fetch_after
+        from realtime.eventlog.events import fetch_after
 
         listen = await asyncpg.connect(self.dsn)
         seq_conn = await asyncpg.connect(self.dsn)
@@ -1037,8 +1037,9 @@ AREAS = [
     ("starlette (routing, request, response)", ("starlette/",)),
     ("prometheus_client (metrics)", ("prometheus_client/",)),
     ("logging", ("logging/",)),
-    ("realtime.channels (listener, hub)", ("realtime/channels/",)),
-    ("realtime (api, service, app, validation)", ("realtime/",)),
+    ("realtime.channels and realtime.eventlog (listener, hub)",
+     ("realtime/channels/", "realtime/eventlog/")),
+    ("realtime (http, booking, db)", ("realtime/",)),
     ("orjson / json", ("orjson", "json/")),
     ("asyncio / uvloop (event loop, tasks)", ("asyncio/", "uvloop/")),
 ]
@@ -1046,13 +1047,13 @@ AREAS = [
 
 # Inclusive buckets: the share of busy samples with a matching frame on the stack. They
 # overlap, so they do not add up to 100%. A statement runs in the handler's task when a
-# connection is free, else in a pool worker task (realtime/pool.py), outside the handler.
+# connection is free, else in a pool worker task (realtime/db/pool.py), outside the handler.
 BUCKETS = [
     ("the whole HTTP request in the ASGI app (uvicorn run_asgi and below)",
      ("RequestResponseCycle.run_asgi (",)),
     ("handler create_booking (validation, service call, response)", ("create_booking (",)),
     ("asyncpg: the rt_book statement (bind, execute, decode)", ("Connection._do_execute (",)),
-    ("pool: checkout, return and job queue (realtime/pool.py)",
+    ("pool: checkout, return and job queue (realtime/db/pool.py)",
      ("Pool._take_idle (", "Pool._release (", "Pool._next_job (")),
     ("response send (uvicorn RequestResponseCycle.send, socket write)",
      ("RequestResponseCycle.send (",)),
@@ -1063,7 +1064,8 @@ BUCKETS = [
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("request id", ("_new_request_id (",)),
     ("logging", ("(logging/",)),
-    ("event pipeline (listener, sequencer, reader, hub)", ("realtime/channels/",)),
+    ("event pipeline (listener, sequencer, reader, hub)",
+     ("realtime/channels/", "realtime/eventlog/")),
     ("hold sweeper", ("sweeper.py",)),
 ]
 
@@ -1514,7 +1516,7 @@ def _doc_limits(res: dict[str, Any], w: Any) -> None:
             if tx_http >= 1.6 * tx_db:
                 w(" A reset query on every pool release would explain the extra one "
                   "(asyncpg's pool runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; "
-                  "UNLISTEN *; RESET ALL;` by default); `realtime/pool.py` runs none, so "
+                  "UNLISTEN *; RESET ALL;` by default); `realtime/db/pool.py` runs none, so "
                   "look for a new per-booking statement in the server.")
             w("")
     hot = s.get("hot")

@@ -316,8 +316,8 @@ def rss(pid: int) -> int:
 async def make_database() -> tuple[str, str]:
     import asyncpg
 
-    from realtime.booking.migrate import migrate
-    from realtime.db import dsn_for_database
+    from realtime.db.connect import dsn_for_database
+    from realtime.db.migrate import migrate
 
     name = f"rt_bench_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(ADMIN_DSN)
@@ -338,7 +338,7 @@ async def drop_database(name: str) -> None:
 
 async def seed(dsn: str) -> dict[str, Any]:
     from realtime.booking.service import BookingService
-    from realtime.db import create_pool
+    from realtime.db.connect import create_pool
 
     pool = await create_pool(dsn, 2)
     booking = BookingService(pool)
@@ -618,7 +618,7 @@ subscribed to one channel).
 Target: under 25 KiB per socket at 10,000. About two thirds of it is uvicorn's and websockets'
 per-connection state (the handshake's headers, the ASGI scope, queues, the keepalive timer);
 the channels layer keeps per socket one small object, two lists, no `asyncio.Event` and no task
-while idle (see `realtime/channels/endpoint.py`).
+while idle (see `realtime/channels/connection.py`).
 
 ## Time until the last subscriber has a booking
 

@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.booking import _postgres_cpu, _proc_cpu, free_port, require_loopback  # noqa: E402
-from realtime.booking.migrate import migrate  # noqa: E402
-from realtime.db import dsn_for_database as dsn_for  # noqa: E402
+from realtime.db.connect import dsn_for_database as dsn_for  # noqa: E402
+from realtime.db.migrate import migrate  # noqa: E402
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SLOTS = 1000

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.booking import require_loopback  # noqa: E402
-from realtime.pool import Pool  # noqa: E402
+from realtime.db.pool import Pool  # noqa: E402
 
 QUERY = "SELECT $1::int"
 SIZE = 10
@@ -73,7 +73,7 @@ async def run(args: argparse.Namespace) -> None:
     variants: dict[str, Callable[[], list[Awaitable[None]]]] = {
         "asyncpg.Pool (default reset)": through(asyncpg_default),
         "asyncpg.Pool (reset=no-op)": through(asyncpg_no_reset),
-        "realtime.pool.Pool": through(lean),
+        "realtime.db.pool.Pool": through(lean),
         "bare connections (floor)": owned,
     }
     cost: dict[str, list[float]] = {name: [] for name in variants}

@@ -39,7 +39,7 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    from realtime.embedded import EmbeddedPostgres
+    from realtime.db.embedded import EmbeddedPostgres
 
     print(f"no DATABASE_URL: starting the embedded PostgreSQL in {settings.data_dir}/pgdata",
           file=sys.stderr)
@@ -59,7 +59,7 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from realtime.booking.migrate import migrate
+    from realtime.db.migrate import migrate
 
     host = args.host
     insecure = args.insecure or settings.insecure
@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 async def _seed(dsn: str) -> str:
     from realtime.booking.demo import seed_demo
     from realtime.booking.service import BookingService
-    from realtime.db import create_pool
+    from realtime.db.connect import create_pool
 
     pool = await create_pool(dsn, 2)
     try:
@@ -112,7 +112,7 @@ async def _seed(dsn: str) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from realtime.booking.migrate import migrate
+    from realtime.db.migrate import migrate
 
     with database(settings) as dsn:
         asyncio.run(migrate(dsn, down=args.down))
@@ -120,7 +120,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    from realtime.booking.migrate import migrate
+    from realtime.db.migrate import migrate
 
     if not args.demo:
         print("nothing to seed: pass --demo", file=sys.stderr)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from realtime.pool import Pool, PoolClosed
+from realtime.db.pool import Pool, PoolClosed
 from tests.support.proxy import TcpProxy
 
 PID = "SELECT pg_backend_pid()"

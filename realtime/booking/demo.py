@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from realtime.booking.service import BookingService
+from realtime.db.errors import retrying
+from realtime.db.pool import Pool
 
 DEMO_VENDOR_NAME = "Realtime Demo Co."
 
@@ -22,9 +24,16 @@ def _week_of_slots(start: datetime, hours: range, length: timedelta, capacity: i
     return slots
 
 
+async def demo_vendor_id(pool: Pool) -> str | None:
+    """The demo vendor's id, or None when there is none."""
+    return await retrying(lambda: pool.fetchval(
+        "SELECT id::text FROM rt_vendors WHERE name = $1 ORDER BY created_at LIMIT 1",
+        DEMO_VENDOR_NAME))
+
+
 async def seed_demo(booking: BookingService, echo=print) -> str:
     """Creates the demo vendor unless one exists; returns its id."""
-    existing = await booking.demo_vendor_id()
+    existing = await demo_vendor_id(booking.pool)
     if existing:
         echo(f"demo vendor already present: {existing}")
         return existing

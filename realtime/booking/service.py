@@ -2,49 +2,21 @@
 
 HTTP routes and WebSocket messages both go through `BookingService`, so a booking behaves the
 same whichever door it came in by. Inputs reaching this module are already validated for
-shape (realtime.validation); the database still enforces every invariant.
+shape; the database still enforces every invariant.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import orjson
 
 from realtime import errors
-from realtime.booking import cursor
-from realtime.booking.events import EVENT_COLUMNS, Event
 from realtime.booking.gate import SlotGates
-from realtime.db import retrying
-from realtime.pool import Pool
-
-ChannelKind = Literal["vendor", "service"]
-SNAPSHOT_LIMIT = 10_000  # slots in one snapshot; documented in docs/protocol.md
-RESUME_LIMIT = 10_000  # events in one resume; past it the client gets a snapshot
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    slots: list[dict[str, Any]]
-    pos: int
-    epoch: str
-    pending_ids: list[int]
-
-    @property
-    def cursor(self) -> str:
-        return cursor.encode(self.pos, self.epoch)
-
-
-@dataclass(frozen=True)
-class EventsPage:
-    events: list[Event]
-    pos: int
-    epoch: str
-
+from realtime.db.errors import retrying
+from realtime.db.pool import Pool
 
 _SUCCESS = {"booked", "held", "released", "cancelled", "changed", "created"}
 
@@ -141,69 +113,6 @@ class BookingService:
             raise errors.ServiceNotFound()
         return dict(row)
 
-    async def snapshot(self, kind: ChannelKind, id_: str, from_: datetime | None = None,
-                       to: datetime | None = None) -> Snapshot:
-        """The channel's slots and the log position they correspond to, with no hole.
-
-        One REPEATABLE READ transaction reads the slots, the last numbered position and the
-        events that are committed but not yet numbered: the slots are exactly the state at
-        `pos` plus those events, which the hub skips once when they arrive numbered.
-        """
-        column = "vendor_id" if kind == "vendor" else "service_id"
-        owner = "rt_vendors" if kind == "vendor" else "rt_services"
-        # One statement is one snapshot: no explicit transaction, one round trip.
-        sql = f"""
-            SELECT EXISTS (SELECT 1 FROM {owner} WHERE id = $1) AS found,
-                   (SELECT coalesce(jsonb_agg(rt_slot_json(s) ORDER BY s.starts_at, s.id), '[]')
-                    FROM (SELECT * FROM rt_slots s
-                          WHERE s.{column} = $1
-                            AND ($2::timestamptz IS NULL OR s.ends_at > $2)
-                            AND ($3::timestamptz IS NULL OR s.starts_at < $3)
-                          ORDER BY s.starts_at, s.id LIMIT {SNAPSHOT_LIMIT}) s) AS slots,
-                   q.epoch, q.last_pos,
-                   ARRAY(SELECT e.id FROM rt_events e
-                         WHERE e.pos IS NULL AND e.{column} = $1 ORDER BY e.id) AS pending
-            FROM rt_sequencer q WHERE q.id = 1"""
-        row = await retrying(lambda: self.pool.fetchrow(sql, id_, from_, to))
-        assert row is not None  # rt_sequencer's one row exists from the first migration
-        if not row["found"]:
-            raise errors.VendorNotFound() if kind == "vendor" else errors.ServiceNotFound()
-        return Snapshot(row["slots"], row["last_pos"], row["epoch"], list(row["pending"]))
-
-    async def availability(self, kind: ChannelKind, id_: str, from_: datetime | None,
-                           to: datetime | None) -> dict[str, Any]:
-        snap = await self.snapshot(kind, id_, from_, to)
-        return {"channel": f"{kind}:{id_}", "cursor": snap.cursor, "slots": snap.slots}
-
-    async def events_since(self, kind: ChannelKind, id_: str, pos: int,
-                           epoch: str) -> EventsPage | None:
-        """Exactly the channel's events after `pos`, or None when they are no longer all kept.
-
-        Raises VendorNotFound / ServiceNotFound for a channel that does not exist.
-        """
-        column = "vendor_id" if kind == "vendor" else "service_id"
-        owner = "rt_vendors" if kind == "vendor" else "rt_services"
-        # One statement is one snapshot: the state row and the events agree.
-        sql = f"""
-            SELECT EXISTS (SELECT 1 FROM {owner} WHERE id = $1) AS q_found,
-                   q.epoch AS q_epoch, q.last_pos AS q_last, q.pruned_pos AS q_pruned, e.*
-            FROM rt_sequencer q
-            LEFT JOIN LATERAL (
-                SELECT {EVENT_COLUMNS} FROM rt_events
-                WHERE {column} = $1 AND pos > $2 AND pos <= q.last_pos
-                ORDER BY pos LIMIT {RESUME_LIMIT + 1}) e ON true
-            WHERE q.id = 1"""
-        rows = await retrying(lambda: self.pool.fetch(sql, id_, pos))
-        state = rows[0]
-        if not state["q_found"]:
-            raise errors.VendorNotFound() if kind == "vendor" else errors.ServiceNotFound()
-        if epoch != state["q_epoch"] or pos < state["q_pruned"] or pos > state["q_last"]:
-            return None
-        if len(rows) > RESUME_LIMIT:
-            return None
-        events = [Event.from_record(tuple(r)[4:]) for r in rows if r["pos"] is not None]
-        return EventsPage(events, state["q_last"], state["q_epoch"])
-
     # -- customer ---------------------------------------------------------------------------
 
     async def book(self, slot_id: str, quantity: int | None = None,
@@ -253,10 +162,3 @@ class BookingService:
     async def expire_holds(self, limit: int = 500) -> int:
         return int(await retrying(lambda: self.pool.fetchval(
             "SELECT rt_expire_holds($1)", limit)))
-
-    async def demo_vendor_id(self) -> str | None:
-        from realtime.booking.demo import DEMO_VENDOR_NAME
-
-        return await retrying(lambda: self.pool.fetchval(
-            "SELECT id::text FROM rt_vendors WHERE name = $1 ORDER BY created_at LIMIT 1",
-            DEMO_VENDOR_NAME))

@@ -24,18 +24,6 @@ DELIVERY_LATENCY = Histogram(
     "From the notification that woke the reader to the frame written to a socket (sampled)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-SEQUENCER_CALLS = Counter(
-    "realtime_sequencer_calls_total",
-    "rt_sequence_events() transactions run by this process (each one a WAL flush when it numbers)",
-)
-EVENTS_NUMBERED = Counter(
-    "realtime_events_numbered_total", "Events given their log position by this process"
-)
-EVENTS_READ = Counter("realtime_events_read_total", "Events read from rt_events and dispatched")
-LISTENER_RECONNECTS = Counter(
-    "realtime_listener_reconnects_total", "Times the LISTEN connection was re-established"
-)
-LISTENER_CONNECTED = Gauge("realtime_listener_connected", "1 while the LISTEN connection is up")
 GC_PAUSE = Histogram(
     "realtime_gc_pause_seconds",
     "Garbage collector pauses of this process, by generation",

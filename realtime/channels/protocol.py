@@ -8,25 +8,23 @@ channel and hands the very same string to every subscriber.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from realtime.errors import (
     BadMessage,
     RealtimeError,
-    UnknownChannel,
     UnknownType,
     ValidationError,
 )
+from realtime.eventlog.channels import Channel, parse_channel
 
 MAX_ID_LENGTH = 64
 MAX_FRAME_BYTES = 64 * 1024
-ChannelKind = Literal["vendor", "service"]
 
 
 class MessageError(Exception):
@@ -43,34 +41,10 @@ class MessageError(Exception):
         self.as_result = as_result
 
 
-@dataclass(frozen=True, slots=True)
-class Channel:
-    kind: ChannelKind
-    id: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-
-def parse_channel(value: object) -> Channel:
-    """`vendor:UUID` or `service:UUID`; anything else is UNKNOWN_CHANNEL."""
+def _channel(value: object) -> Channel:
     if not isinstance(value, str):
         raise BadMessage("channel: must be a string")
-    prefix, sep, ident = value.partition(":")
-    kind: ChannelKind
-    if sep and prefix == "vendor":
-        kind = "vendor"
-    elif sep and prefix == "service":
-        kind = "service"
-    else:
-        raise UnknownChannel(f"unknown channel {value[:80]!r}: use vendor:ID or service:ID")
-    try:
-        # Canonical form, so that `service:ABC...` and `service:abc...` are one channel.
-        ident = str(uuid.UUID(ident))
-    except ValueError:
-        raise UnknownChannel(f"unknown channel {value[:80]!r}: the id is not a UUID") from None
-    return Channel(kind, ident)
+    return parse_channel(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +169,13 @@ def parse(raw: str | bytes) -> ClientMessage:
 
 
 def _subscribe(msg_id: str | None, obj: dict[str, Any]) -> Subscribe:
-    channel = parse_channel(obj.get("channel"))
+    channel = _channel(obj.get("channel"))
     since = _str(obj, "since", max_len=200)
     return Subscribe(msg_id, channel, since, _time(obj, "from"), _time(obj, "to"))
 
 
 def _unsubscribe(msg_id: str | None, obj: dict[str, Any]) -> Unsubscribe:
-    return Unsubscribe(msg_id, parse_channel(obj.get("channel")))
+    return Unsubscribe(msg_id, _channel(obj.get("channel")))
 
 
 def _book(msg_id: str | None, obj: dict[str, Any]) -> Book:

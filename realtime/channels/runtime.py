@@ -14,23 +14,27 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
-from realtime.booking import cursor as cursors
-from realtime.booking.events import Event
 from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
-from realtime.channels.backends import PresenceBackend, presence_for
-from realtime.channels.direct import PARALLEL_MIN, write_parallel
-from realtime.channels.endpoint import Connection
-from realtime.channels.hub import Hub, Subscriber
-from realtime.channels.listener import Listener
+from realtime.channels.connection import Connection
+from realtime.channels.hub import Hub
+from realtime.channels.presence import PresenceBackend, presence_for
+from realtime.channels.protocol import ClientMessage
+from realtime.channels.session import Session
+from realtime.channels.subscriber import Subscriber
+from realtime.channels.writer import PARALLEL_MIN, write_parallel
+from realtime.db.pool import Pool
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
-from realtime.pool import Pool
+from realtime.eventlog import cursor as cursors
+from realtime.eventlog.events import Event
+from realtime.eventlog.listener import Listener
+from realtime.eventlog.store import EventLog
 from realtime.settings import Settings
 from realtime.tasks import cancel_all, supervise
 
@@ -57,11 +61,10 @@ class ChannelRuntime:
         self.presence: PresenceBackend = presence or presence_for(settings.redis_url)
         self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
         self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
+        self.session = Session(settings, self.hub, EventLog(pool), booking,
+                               self.listener.sequence_now)
         self.connections: set[Connection] = set()
         self.closing = False
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._drained: asyncio.Task[None] | None = None
         self._previous_handlers: dict[int, Any] = {}
@@ -87,7 +90,7 @@ class ChannelRuntime:
     async def _drain(self) -> None:
         self.closing = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), BOOKING_DRAIN_SECONDS)
+            await asyncio.wait_for(self.session.idle.wait(), BOOKING_DRAIN_SECONDS)
         connections = list(self.connections)
         for conn in connections:
             conn.sub.close(CLOSE_GOING_AWAY)
@@ -128,23 +131,24 @@ class ChannelRuntime:
                 sub.wake()
             return
         jobs: list[tuple[int, bytes]] = []
-        owners: list[Connection] = []
+        owners: list[Subscriber] = []
         for sub in touched:
-            conn = sub.owner
-            job = conn.take_direct() if isinstance(conn, Connection) else None
+            outlet = sub.outlet
+            job = outlet.take_direct() if outlet is not None else None
             if job is None:
                 sub.wake()
             else:
                 jobs.append(job)
-                owners.append(conn)
+                owners.append(sub)
         if not jobs:
             return
-        for conn, (_, data), written in zip(owners, jobs, write_parallel(jobs), strict=True):
+        for sub, (_, data), written in zip(owners, jobs, write_parallel(jobs), strict=True):
             if written < len(data):
                 # Partly written, or not at all (-1: let the transport meet the error).
-                conn.write_rest(data[max(written, 0):])
-            if conn.sub.frames:
-                conn.sub.wake()  # more than one chunk owed: its writer takes it from here
+                assert sub.outlet is not None
+                sub.outlet.write_rest(data[max(written, 0):])
+            if sub.frames:
+                sub.wake()  # more than one chunk owed: its writer takes it from here
 
     def _on_gap(self) -> None:
         # Subscribers may have missed pruned events: make them resubscribe from their cursors,
@@ -168,24 +172,17 @@ class ChannelRuntime:
         if sent:
             metrics.FRAMES_SENT.inc(sent)
 
-    async def run_booking(self, op: Awaitable[None]) -> None:
-        """Run a booking operation, counted so that shutdown can wait for it to finish."""
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            await op
-        finally:
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.set()
+    # --- what each connection asks of the layer (connection.Host) ------------------------
 
-    def count_booking(self, msg: object, outcome: str) -> None:
-        from realtime.metrics import BOOKINGS
+    def opened(self, conn: Connection) -> None:
+        self.connections.add(conn)
 
-        # Same labels as the HTTP side (realtime.api._counted), so one query covers both doors.
-        operation = type(msg).__name__.lower()
-        label = {"ok": "ok", "BOOKING_CONFLICT": "conflict"}.get(outcome, outcome.lower())
-        BOOKINGS.labels(operation, label).inc()
+    def closed(self, conn: Connection) -> None:
+        self.hub.drop(conn.sub)
+        self.connections.discard(conn)
+
+    async def handle(self, conn: Connection, msg: ClientMessage) -> None:
+        await self.session.handle(conn, msg)
 
     # --- signals --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import sys
 import asyncpg
 import pytest
 
-from realtime.booking.migrate import migrate
+from realtime.db.migrate import migrate
 from tests.support.databases import create_database, drop_database
 
 

@@ -24,8 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from realtime.app import create_app
 from realtime.booking.service import BookingService
 from realtime.channels.runtime import ChannelRuntime
-from realtime.db import create_pool
-from realtime.pool import Pool
+from realtime.db.connect import create_pool
+from realtime.db.pool import Pool
 from realtime.settings import Settings
 from tests.support.server import free_port
 
@@ -96,7 +96,7 @@ async def start_live(database_url: str, ws: str = "auto", deflate: bool = False,
     live = Live(port, app, server, database_url)
     live._task = task  # type: ignore[attr-defined]
     errors = _Errors()
-    for name in ("uvicorn.error", "realtime.channels"):
+    for name in ("uvicorn.error", "realtime.channels", "realtime.eventlog"):
         logging.getLogger(name).addHandler(errors)
     live._errors = errors  # type: ignore[attr-defined]
     for _ in range(200):
@@ -111,7 +111,7 @@ async def stop_live(live: Live) -> None:
     live.server.should_exit = True
     await asyncio.wait_for(live._task, 20)  # type: ignore[attr-defined]
     errors: _Errors = live._errors  # type: ignore[attr-defined]
-    for name in ("uvicorn.error", "realtime.channels"):
+    for name in ("uvicorn.error", "realtime.channels", "realtime.eventlog"):
         logging.getLogger(name).removeHandler(errors)
     if errors.records:
         pytest.fail("the server logged errors: " + "; ".join(

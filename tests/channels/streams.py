@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from realtime.pool import Pool
+from realtime.db.pool import Pool
 from tests.channels.conftest import Client
 
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from realtime.booking.service import BookingService
-from realtime.db import _init_connection
+from realtime.db.connect import _init_connection
 from tests.channels.conftest import Live, World, client
 from tests.channels.streams import Collector, book_stream, slot_versions
 

@@ -6,7 +6,7 @@ import pytest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from realtime.channels.direct import framed
+from realtime.channels.writer import framed
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])

@@ -6,11 +6,11 @@ import asyncio
 
 import orjson
 
-from realtime.booking.cursor import encode
-from realtime.booking.events import Event
-from realtime.channels.backends.memory import MemoryPresence
 from realtime.channels.hub import Hub, Subscriber
+from realtime.channels.presence.memory import MemoryPresence
 from realtime.errors import CLOSE_OVERLOAD
+from realtime.eventlog.cursor import encode
+from realtime.eventlog.events import Event
 
 V = "v1"
 S = "s1"

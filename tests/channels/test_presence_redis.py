@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.channels.backends.redis import RedisPresence
+from realtime.channels.presence.redis import RedisPresence
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from realtime.channels.listener import MIN_DRAIN_SPACING
+from realtime.eventlog.listener import MIN_DRAIN_SPACING
 from tests.channels.conftest import Live, World
 
 STREAM_SECONDS = 1.5

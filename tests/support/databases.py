@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from realtime.booking.migrate import migrate
-from realtime.db import dsn_for_database
+from realtime.db.connect import dsn_for_database
+from realtime.db.migrate import migrate
 
 DEFAULT_SYSTEM = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -1,4 +1,4 @@
-"""PostgreSQL access: pools, retries of transient failures, and SQLSTATE translation.
+"""PostgreSQL errors: retries of transient failures, and translation into the project's errors.
 
 Errors are translated by SQLSTATE class (asyncpg's exception types), never by message text.
 """
@@ -9,13 +9,11 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import orjson
 
 from realtime.errors import BookingConflict, DatabaseUnavailable, ValidationError
-from realtime.pool import Pool
 
 log = logging.getLogger("realtime.db")
 T = TypeVar("T")
@@ -35,31 +33,6 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name,
-            schema="pg_catalog",
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            format="text",
-        )
-
-
-async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> Pool:
-    """A pool whose json/jsonb columns come back as Python objects (decoded by orjson).
-
-    Raises what asyncpg.connect raises when the first connection cannot be opened.
-    """
-    return await Pool(
-        dsn, size, init=_init_connection, command_timeout=30,
-        # Keepalives let a dead peer be noticed in seconds instead of TCP's minutes.
-        server_settings={"application_name": "realtime", "tcp_keepalives_idle": "5",
-                         "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"},
-        **kwargs,
-    ).start()
 
 
 async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
@@ -88,11 +61,3 @@ async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
             log.warning("database unavailable: %s", exc.__class__.__name__)
             raise DatabaseUnavailable() from exc
     raise AssertionError("unreachable")
-
-
-def dsn_for_database(dsn: str, database: str) -> str:
-    """The same server with another database name (for tests and tooling)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

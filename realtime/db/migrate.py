@@ -28,7 +28,7 @@ class Migration:
 
 
 def available() -> list[Migration]:
-    folder = resources.files("realtime.booking") / "migrations"
+    folder = resources.files("realtime.db") / "migrations"
     found = []
     for entry in folder.iterdir():
         m = _NAME.match(entry.name)

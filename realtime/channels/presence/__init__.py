@@ -22,9 +22,9 @@ class PresenceBackend(Protocol):
 def presence_for(redis_url: str | None) -> PresenceBackend:
     """The backend the settings ask for: shared through Redis when REDIS_URL is set."""
     if redis_url:
-        from realtime.channels.backends.redis import RedisPresence
+        from realtime.channels.presence.redis import RedisPresence
 
         return RedisPresence(redis_url)
-    from realtime.channels.backends.memory import MemoryPresence
+    from realtime.channels.presence.memory import MemoryPresence
 
     return MemoryPresence()

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("realtime.embedded")
+log = logging.getLogger("realtime.db.embedded")
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

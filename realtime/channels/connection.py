@@ -15,54 +15,47 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from realtime.auth import Principal, decode_token
-from realtime.booking import cursor as cursors
 from realtime.channels import gcwatch, metrics
-from realtime.channels.direct import DirectWriter
-from realtime.channels.hub import Subscriber
 from realtime.channels.protocol import (
     MAX_FRAME_BYTES,
-    Auth,
-    Book,
-    Cancel,
     ClientMessage,
-    Hold,
     MessageError,
-    Ping,
-    Subscribe,
-    Unsubscribe,
     encode_error,
-    encode_pong,
-    encode_result,
     encode_result_error,
-    encode_subscribed_events,
-    encode_subscribed_snapshot,
-    encode_unsubscribed,
     parse,
 )
+from realtime.channels.subscriber import Subscriber
+from realtime.channels.writer import DirectWriter
 from realtime.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_OVERLOAD,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     BadMessage,
-    NotFound,
-    NotSubscribed,
     RateLimited,
-    RealtimeError,
-    TooManySubscriptions,
     Unauthorized,
-    UnknownChannel,
-    ValidationError,
 )
+from realtime.settings import Settings
 
-if TYPE_CHECKING:
-    from realtime.channels.runtime import ChannelRuntime
 
-log = logging.getLogger("realtime.channels.endpoint")
+class Host(Protocol):
+    """What a connection needs from the channels layer around it (the runtime)."""
+
+    settings: Settings
+    closing: bool
+
+    def opened(self, conn: Connection) -> None: ...
+
+    def closed(self, conn: Connection) -> None: ...
+
+    async def handle(self, conn: Connection, msg: ClientMessage) -> None: ...
+
+
+log = logging.getLogger("realtime.channels.connection")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -124,17 +117,17 @@ class Connection:
         "_tokens",
         "_tokens_at",
         "_writer",
+        "host",
         "principal",
-        "runtime",
         "scope",
         "sub",
     )
     _counter = 0
     frames_sent = 0
 
-    def __init__(self, runtime: ChannelRuntime, scope: dict[str, Any], send: Send) -> None:
+    def __init__(self, host: Host, scope: dict[str, Any], send: Send) -> None:
         Connection._counter += 1
-        self.runtime = runtime
+        self.host = host
         self.scope = scope
         self._send = send
         server_send = _server_send(send)
@@ -149,17 +142,17 @@ class Connection:
         self._finished = False
         self._close_sent = False
         self.sub = Subscriber(
-            runtime.settings.ws_send_queue,
+            host.settings.ws_send_queue,
             self._wake,
             sampled=Connection._counter % LATENCY_SAMPLE_EVERY == 0,
-            owner=self,
+            outlet=self,
         )
         self.principal: Principal | None = None
         # Exists only while the socket owes something it could not write at once (its buffer
         # is full, or it must close): an idle socket costs no task.
         self._writer: asyncio.Task[None] | None = None
         self._abort_scheduled = False
-        rate = runtime.settings.ws_messages_per_second
+        rate = host.settings.ws_messages_per_second
         self._rate = rate
         self._burst = max(10.0, 2 * rate)
         self._tokens = self._burst
@@ -178,9 +171,9 @@ class Connection:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        settings = self.runtime.settings
+        settings = self.host.settings
         await self._send({"type": "websocket.accept"})
-        if self.runtime.closing:
+        if self.host.closing:
             await self._close(CLOSE_GOING_AWAY, "server is shutting down")
             return
         if not self._origin_allowed():
@@ -194,16 +187,15 @@ class Connection:
                 await self._close(CLOSE_POLICY, "bad token")
                 return
         self._tune_socket()
-        self.runtime.connections.add(self)
+        self.host.opened(self)
         gcwatch.opened()
         metrics.CONNECTIONS.inc()
         try:
             await self._read_loop(receive)
         finally:
-            self.runtime.hub.drop(self.sub)
             self._finished = True
             gcwatch.closed()
-            self.runtime.connections.discard(self)
+            self.host.closed(self)
             if self._closed_waiter is not None and not self._closed_waiter.done():
                 self._closed_waiter.set_result(None)
             metrics.CONNECTIONS.dec()
@@ -216,7 +208,7 @@ class Connection:
     def _origin_allowed(self) -> bool:
         headers = _headers(self.scope)
         return origin_allowed(
-            headers.get("origin"), headers.get("host"), self.runtime.settings.allowed_origins
+            headers.get("origin"), headers.get("host"), self.host.settings.allowed_origins
         )
 
     def _tune_socket(self) -> None:
@@ -369,23 +361,23 @@ class Connection:
                 if len(data) > MAX_FRAME_BYTES:
                     self.sub.close(CLOSE_TOO_BIG)
                     continue
-                self._error(MessageError(BadMessage("send text frames, one JSON object each")))
+                self.reply_error(MessageError(BadMessage("send text frames, one JSON object each")))
                 continue
             if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
                 self.sub.close(CLOSE_TOO_BIG)
                 continue
-            if self.sub.close_code is not None or self.runtime.closing:
+            if self.sub.close_code is not None or self.host.closing:
                 continue  # closing: act on nothing more
             try:
                 msg = parse(text)
             except MessageError as exc:
-                self._error(exc)
+                self.reply_error(exc)
                 continue
             if not self._take_token():
-                self._error(MessageError(RateLimited(1 / max(self._rate, 0.001)), msg.id))
+                self.reply_error(MessageError(RateLimited(1 / max(self._rate, 0.001)), msg.id))
                 continue
             metrics.MESSAGES_RECEIVED.labels(type(msg).__name__.lower()).inc()
-            await self._handle(msg)
+            await self.host.handle(self, msg)
 
     def _take_token(self) -> bool:
         if self._rate <= 0:
@@ -398,146 +390,9 @@ class Connection:
         self._tokens -= 1
         return True
 
-    def _error(self, exc: MessageError) -> None:
+    def reply_error(self, exc: MessageError) -> None:
         metrics.ERRORS_SENT.labels(exc.error.code).inc()
         if exc.as_result:
             self.sub.send(encode_result_error(exc.id, exc.error))
         else:
             self.sub.send(encode_error(exc.error, exc.id))
-
-    # --- messages -------------------------------------------------------------------------
-
-    async def _handle(self, msg: ClientMessage) -> None:
-        if isinstance(msg, Ping):
-            self.sub.send(encode_pong(msg.id))
-        elif isinstance(msg, Subscribe):
-            await self._subscribe(msg)
-        elif isinstance(msg, Unsubscribe):
-            if self.runtime.hub.leave(self.sub, msg.channel.name):
-                self.sub.send(encode_unsubscribed(msg.id, msg.channel.name))
-            else:
-                self._error(MessageError(NotSubscribed(), msg.id))
-        elif isinstance(msg, Auth):
-            self._auth(msg)
-        else:
-            await self.runtime.run_booking(self._book(msg))
-
-    def _auth(self, msg: Auth) -> None:
-        if not self.runtime.settings.auth_enabled:
-            self.sub.send(encode_result(msg.id, {}))
-            return
-        try:
-            principal = decode_token(msg.token, self.runtime.settings)
-        except Unauthorized as exc:
-            self._error(MessageError(exc, msg.id))
-            return
-        if self.principal is not None and principal.sub != self.principal.sub:
-            self._error(MessageError(Unauthorized("the new token is for another subject"), msg.id))
-            return
-        self.principal = principal
-        self.sub.send(encode_result(msg.id, {}))
-
-    async def _subscribe(self, msg: Subscribe) -> None:
-        hub = self.runtime.hub
-        channel = msg.channel
-        name = channel.name
-        if name not in self.sub.channels and (
-            len(self.sub.channels) >= self.runtime.settings.ws_max_subscriptions
-        ):
-            self._error(MessageError(TooManySubscriptions(), msg.id))
-            return
-        # Join first, read second: whatever the hub dispatches while we read is buffered and
-        # filtered against the position of what we read (see hub.py).
-        hub.begin_join(self.sub, name)
-        try:
-            page = None
-            if msg.since is not None:
-                page = await self._events_since(msg)
-            if page is not None:
-                cursor = cursors.encode(page.pos, page.epoch)
-                frames = [hub.encode_event(name, ev, page.epoch) for ev in page.events]
-                first = encode_subscribed_events(msg.id, name, cursor, frames)
-                hub.activate(self.sub, name, first, page.pos)
-            else:
-                snap = await self._snapshot(msg)
-                cursor = cursors.encode(snap.pos, snap.epoch)
-                first = encode_subscribed_snapshot(msg.id, name, cursor, snap.slots)
-                hub.activate(self.sub, name, first, snap.pos, snap.pending_ids)
-        except NotFound:
-            hub.leave(self.sub, name)
-            self._error(MessageError(UnknownChannel(f"no such channel {name}"), msg.id))
-        except RealtimeError as exc:
-            hub.leave(self.sub, name)
-            self._error(MessageError(exc, msg.id))
-        except Exception:
-            hub.leave(self.sub, name)
-            log.exception("subscribe to %s failed", name)
-            self._error(MessageError(RealtimeError(), msg.id))
-
-    async def _snapshot(self, msg: Subscribe) -> Any:
-        """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
-
-        Events committed but not yet numbered are in the snapshot yet will be numbered after
-        its position: the hub skips them live, but a client resuming from this cursor would get
-        them again. So number them and read again (twice at most); under a storm of writes the
-        last read stands and the hub's skip list keeps the live stream exact.
-        """
-        channel = msg.channel
-        snap = None
-        for attempt in range(3):
-            snap = await self.runtime.booking.snapshot(channel.kind, channel.id, msg.from_, msg.to)
-            if not snap.pending_ids or attempt == 2:
-                break
-            if not await self.runtime.listener.sequence_now():
-                break
-        return snap
-
-    async def _events_since(self, msg: Subscribe) -> Any:
-        try:
-            pos, epoch = cursors.decode(msg.since)
-        except ValidationError:
-            return None  # not a cursor we can use: the snapshot path answers it
-        channel = msg.channel
-        # Raises NotFound (caught by the caller) for a channel that does not exist.
-        return await self.runtime.booking.events_since(channel.kind, channel.id, pos, epoch)
-
-    async def _book(self, msg: Book | Hold | Cancel) -> None:
-        booking = self.runtime.booking
-        principal = self.principal
-        if self.runtime.settings.auth_enabled and (
-            principal is None
-            or (principal.expires_at is not None and principal.expires_at <= time.time())
-        ):
-            error = Unauthorized("booking needs a valid token: connect with ?token= or send auth")
-            self.sub.send(encode_result_error(msg.id, error))
-            return
-        customer = principal.sub if principal else None
-        owner = None if principal is None or principal.admin else principal.sub
-        try:
-            if isinstance(msg, Book):
-                body = await booking.book(
-                    msg.slot_id,
-                    msg.quantity,
-                    customer_id=customer,
-                    hold_id=msg.hold_id,
-                    owner=owner,
-                    idempotency_key=msg.idempotency_key,
-                    idempotency_scope=owner or customer or "",
-                )
-            elif isinstance(msg, Hold):
-                body = await booking.hold(
-                    msg.slot_id, msg.quantity, msg.ttl_seconds, customer_id=customer
-                )
-            else:
-                body = await booking.cancel(msg.booking_id, owner=owner)
-        except RealtimeError as exc:
-            self.runtime.count_booking(msg, exc.code)
-            self.sub.send(encode_result_error(msg.id, exc))
-            return
-        except Exception:
-            log.exception("%s over the socket failed", type(msg).__name__)
-            self.runtime.count_booking(msg, "INTERNAL_ERROR")
-            self.sub.send(encode_result_error(msg.id, RealtimeError()))
-            return
-        self.runtime.count_booking(msg, "ok")
-        self.sub.send(encode_result(msg.id, body))

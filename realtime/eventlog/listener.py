@@ -28,13 +28,14 @@ from typing import Any
 
 import asyncpg
 
-from realtime.booking.events import Event, fetch_after
-from realtime.channels import metrics
-from realtime.pool import Pool
+from realtime.db.connect import KEEPALIVES
+from realtime.db.pool import Pool
+from realtime.eventlog import metrics
+from realtime.eventlog.events import Event, fetch_after
 from realtime.settings import Settings
 from realtime.tasks import backoff, cancel_all, supervise
 
-log = logging.getLogger("realtime.channels.listener")
+log = logging.getLogger("realtime.eventlog.listener")
 
 BATCH = 1000
 HEARTBEAT_INTERVAL = 1.0
@@ -137,12 +138,7 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT,
-                    server_settings={
-                        "application_name": "realtime-listener",
-                        "tcp_keepalives_idle": "5",
-                        "tcp_keepalives_interval": "2",
-                        "tcp_keepalives_count": "3",
-                    },
+                    server_settings={"application_name": "realtime-listener", **KEEPALIVES},
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener("rt_doorbell", self._ring)

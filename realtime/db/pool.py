@@ -49,7 +49,7 @@ from typing import Any
 
 import asyncpg
 
-log = logging.getLogger("realtime.pool")
+log = logging.getLogger("realtime.db.pool")
 CLOSE_TIMEOUT = 5.0
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime import errors, metrics
 from realtime.auth import Principal, bearer, decode_token
+from realtime.booking.demo import demo_vendor_id
 from realtime.booking.service import BookingService
-from realtime.settings import Settings
-from realtime.validation import (
-    body_object,
+from realtime.eventlog.channels import Channel
+from realtime.eventlog.store import EventLog
+from realtime.http.responses import JSONResponse, read_json
+from realtime.http.validation import (
     bool_field,
     int_field,
     parse_id,
@@ -24,45 +25,7 @@ from realtime.validation import (
     uuid_field,
     window,
 )
-
-MAX_BODY = 64 * 1024
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def error_response(exc: errors.RealtimeError) -> JSONResponse:
-    headers = {}
-    if isinstance(exc, errors.RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY:
-        raise errors.PayloadTooLarge()
-    # ASGI messages read directly, as Request.stream() would (without an async generator
-    # per request: a booking's body is one message).
-    body = b""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY:
-            raise errors.PayloadTooLarge()
-        if not message.get("more_body", False):
-            break
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise errors.InvalidJSON() from None
-    return body_object(parsed)
+from realtime.settings import Settings
 
 
 def _state(request: Request) -> tuple[Settings, BookingService]:
@@ -187,17 +150,19 @@ async def get_service(request: Request) -> Response:
 async def vendor_availability(request: Request) -> Response:
     vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
     from_, to = window(request.query_params.get("from"), request.query_params.get("to"))
-    return JSONResponse(await _state(request)[1].availability("vendor", vendor_id, from_, to))
+    events: EventLog = request.app.state.events
+    return JSONResponse(await events.availability(Channel("vendor", vendor_id), from_, to))
 
 
 async def service_availability(request: Request) -> Response:
     service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
     from_, to = window(request.query_params.get("from"), request.query_params.get("to"))
-    return JSONResponse(await _state(request)[1].availability("service", service_id, from_, to))
+    events: EventLog = request.app.state.events
+    return JSONResponse(await events.availability(Channel("service", service_id), from_, to))
 
 
 async def demo(request: Request) -> Response:
-    vendor_id = await _state(request)[1].demo_vendor_id()
+    vendor_id = await demo_vendor_id(request.app.state.pool)
     if vendor_id is None:
         raise errors.VendorNotFound("no demo vendor: start with --demo or run `realtime seed --demo`")
     return JSONResponse({"vendor_id": vendor_id})

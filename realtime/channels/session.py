@@ -1,0 +1,224 @@
+"""What a socket's messages do: subscribe (snapshot or resume), unsubscribe, ping, auth, and
+book / hold / cancel, each answered on the socket's own outbox.
+
+The connection (connection.py) parses frames and hands messages here; this module never
+touches a socket, only the subscriber's outbox and the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from realtime.auth import Principal, decode_token
+from realtime.booking.service import BookingService
+from realtime.channels.hub import Hub
+from realtime.channels.protocol import (
+    Auth,
+    Book,
+    Cancel,
+    ClientMessage,
+    Hold,
+    MessageError,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    encode_pong,
+    encode_result,
+    encode_result_error,
+    encode_subscribed_events,
+    encode_subscribed_snapshot,
+    encode_unsubscribed,
+)
+from realtime.channels.subscriber import Subscriber
+from realtime.errors import (
+    NotFound,
+    NotSubscribed,
+    RealtimeError,
+    TooManySubscriptions,
+    Unauthorized,
+    UnknownChannel,
+    ValidationError,
+)
+from realtime.eventlog import cursor as cursors
+from realtime.eventlog.store import EventLog, EventsPage, Snapshot
+from realtime.metrics import BOOKINGS
+from realtime.settings import Settings
+
+log = logging.getLogger("realtime.channels.session")
+
+
+class Peer(Protocol):
+    """The side of a connection that messages act on."""
+
+    sub: Subscriber
+    principal: Principal | None
+
+    def reply_error(self, exc: MessageError) -> None: ...
+
+
+class Session:
+    """Message handling shared by every socket of the process."""
+
+    def __init__(self, settings: Settings, hub: Hub, events: EventLog, booking: BookingService,
+                 sequence_now: Callable[[], Awaitable[bool]]) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.events = events
+        self.booking = booking
+        self._sequence_now = sequence_now
+        self._inflight = 0
+        # Set while no booking operation is in flight: shutdown waits for it.
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def handle(self, peer: Peer, msg: ClientMessage) -> None:
+        if isinstance(msg, Ping):
+            peer.sub.send(encode_pong(msg.id))
+        elif isinstance(msg, Subscribe):
+            await self._subscribe(peer, msg)
+        elif isinstance(msg, Unsubscribe):
+            if self.hub.leave(peer.sub, msg.channel.name):
+                peer.sub.send(encode_unsubscribed(msg.id, msg.channel.name))
+            else:
+                peer.reply_error(MessageError(NotSubscribed(), msg.id))
+        elif isinstance(msg, Auth):
+            self._auth(peer, msg)
+        else:
+            await self._counted(self._book(peer, msg))
+
+    async def _counted(self, op: Awaitable[None]) -> None:
+        """Run a booking operation, counted so that shutdown can wait for it to finish."""
+        self._inflight += 1
+        self.idle.clear()
+        try:
+            await op
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self.idle.set()
+
+    def _auth(self, peer: Peer, msg: Auth) -> None:
+        if not self.settings.auth_enabled:
+            peer.sub.send(encode_result(msg.id, {}))
+            return
+        try:
+            principal = decode_token(msg.token, self.settings)
+        except Unauthorized as exc:
+            peer.reply_error(MessageError(exc, msg.id))
+            return
+        if peer.principal is not None and principal.sub != peer.principal.sub:
+            peer.reply_error(MessageError(Unauthorized("the new token is for another subject"), msg.id))
+            return
+        peer.principal = principal
+        peer.sub.send(encode_result(msg.id, {}))
+
+    async def _subscribe(self, peer: Peer, msg: Subscribe) -> None:
+        hub = self.hub
+        sub = peer.sub
+        name = msg.channel.name
+        if name not in sub.channels and len(sub.channels) >= self.settings.ws_max_subscriptions:
+            peer.reply_error(MessageError(TooManySubscriptions(), msg.id))
+            return
+        # Join first, read second: whatever the hub dispatches while we read is buffered and
+        # filtered against the position of what we read (see hub.py).
+        hub.begin_join(sub, name)
+        try:
+            page = None
+            if msg.since is not None:
+                page = await self._events_since(msg)
+            if page is not None:
+                cursor = cursors.encode(page.pos, page.epoch)
+                frames = [hub.encode_event(name, ev, page.epoch) for ev in page.events]
+                first = encode_subscribed_events(msg.id, name, cursor, frames)
+                hub.activate(sub, name, first, page.pos)
+            else:
+                snap = await self._snapshot(msg)
+                first = encode_subscribed_snapshot(msg.id, name, snap.cursor, snap.slots)
+                hub.activate(sub, name, first, snap.pos, snap.pending_ids)
+        except NotFound:
+            hub.leave(sub, name)
+            peer.reply_error(MessageError(UnknownChannel(f"no such channel {name}"), msg.id))
+        except RealtimeError as exc:
+            hub.leave(sub, name)
+            peer.reply_error(MessageError(exc, msg.id))
+        except Exception:
+            hub.leave(sub, name)
+            log.exception("subscribe to %s failed", name)
+            peer.reply_error(MessageError(RealtimeError(), msg.id))
+
+    async def _snapshot(self, msg: Subscribe) -> Snapshot:
+        """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
+
+        Events committed but not yet numbered are in the snapshot yet will be numbered after
+        its position: the hub skips them live, but a client resuming from this cursor would get
+        them again. So number them and read again (twice at most); under a storm of writes the
+        last read stands and the hub's skip list keeps the live stream exact.
+        """
+        for attempt in range(3):
+            snap = await self.events.snapshot(msg.channel, msg.from_, msg.to)
+            if not snap.pending_ids or attempt == 2:
+                break
+            if not await self._sequence_now():
+                break
+        return snap
+
+    async def _events_since(self, msg: Subscribe) -> EventsPage | None:
+        try:
+            pos, epoch = cursors.decode(msg.since)
+        except ValidationError:
+            return None  # not a cursor we can use: the snapshot path answers it
+        # Raises NotFound (caught by the caller) for a channel that does not exist.
+        return await self.events.events_since(msg.channel, pos, epoch)
+
+    async def _book(self, peer: Peer, msg: Book | Hold | Cancel) -> None:
+        booking = self.booking
+        principal = peer.principal
+        if self.settings.auth_enabled and (
+            principal is None
+            or (principal.expires_at is not None and principal.expires_at <= time.time())
+        ):
+            error = Unauthorized("booking needs a valid token: connect with ?token= or send auth")
+            peer.sub.send(encode_result_error(msg.id, error))
+            return
+        customer = principal.sub if principal else None
+        owner = None if principal is None or principal.admin else principal.sub
+        body: dict[str, Any]
+        try:
+            if isinstance(msg, Book):
+                body = await booking.book(
+                    msg.slot_id,
+                    msg.quantity,
+                    customer_id=customer,
+                    hold_id=msg.hold_id,
+                    owner=owner,
+                    idempotency_key=msg.idempotency_key,
+                    idempotency_scope=owner or customer or "",
+                )
+            elif isinstance(msg, Hold):
+                body = await booking.hold(
+                    msg.slot_id, msg.quantity, msg.ttl_seconds, customer_id=customer
+                )
+            else:
+                body = await booking.cancel(msg.booking_id, owner=owner)
+        except RealtimeError as exc:
+            _count(msg, exc.code)
+            peer.sub.send(encode_result_error(msg.id, exc))
+            return
+        except Exception:
+            log.exception("%s over the socket failed", type(msg).__name__)
+            _count(msg, "INTERNAL_ERROR")
+            peer.sub.send(encode_result_error(msg.id, RealtimeError()))
+            return
+        _count(msg, "ok")
+        peer.sub.send(encode_result(msg.id, body))
+
+
+def _count(msg: object, outcome: str) -> None:
+    # Same labels as the HTTP side, so one query covers both doors.
+    operation = type(msg).__name__.lower()
+    label = {"ok": "ok", "BOOKING_CONFLICT": "conflict"}.get(outcome, outcome.lower())
+    BOOKINGS.labels(operation, label).inc()

@@ -1,0 +1,1 @@
+"""PostgreSQL: the connection pool, errors by SQLSTATE, migrations, the embedded server."""

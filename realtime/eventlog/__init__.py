@@ -1,0 +1,1 @@
+"""The event log: numbered events, cursors, the sequencer and the reads that resume from it."""

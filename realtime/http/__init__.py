@@ -1,0 +1,1 @@
+"""The HTTP side: the request context, routes, responses and the OpenAPI document."""

@@ -1,0 +1,70 @@
+"""The server's own routes: liveness, readiness, metrics, the OpenAPI document, the widget."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from realtime import errors
+from realtime.http.openapi import openapi_document
+from realtime.http.responses import JSONResponse, error_response
+
+STATIC = Path(__file__).parent.parent / "static"
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    down: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
+    except Exception as exc:
+        down["database"] = f"unreachable ({exc.__class__.__name__})"
+    channels = request.app.state.channels
+    if channels is not None and (reason := channels.ready()) is not None:
+        down["listener"] = reason
+    if down:
+        err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
+                              down=down)
+        return error_response(err)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def index(request: Request) -> Response:
+    page = STATIC / "index.html"
+    if not page.exists():
+        return Response("<!doctype html><title>realtime</title><p>realtime is running.</p>",
+                        media_type="text/html")
+    return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+class PublicStatic:
+    """/static for any site: the client library is an ES module that booking sites import
+    cross-origin, which browsers only allow with CORS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"access-control-allow-origin", b"*")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from realtime import errors, logs, metrics
+from realtime.access import Access
 from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
 from realtime.channels.runtime import ChannelRuntime
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         raise SystemExit("DATABASE_URL is not set (`realtime serve` sets it for the embedded "
                          "PostgreSQL; when running the app directly, set it yourself)")
     holder: dict[str, Any] = {}
+    access = Access(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,7 +65,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         app.state.pool = pool
         app.state.booking = booking
         app.state.events = EventLog(pool)
-        channels = ChannelRuntime(settings, pool, booking, settings.database_url)
+        channels = ChannelRuntime(settings, pool, booking, settings.database_url, access)
         app.state.channels = channels
         holder["channels"] = channels
         tasks = [supervise("hold-sweeper", lambda: sweep_forever(
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.access = access
     app.state.rate_limits = buckets_for(settings.redis_url, settings.rate_limit_per_second,
                                         settings.rate_limit_burst)
     app.state.channels = None

@@ -32,6 +32,10 @@ class RealtimeError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's response."""
+        return {}
+
 
 class ValidationError(RealtimeError):
     code = "VALIDATION_ERROR"
@@ -116,6 +120,10 @@ class Unauthorized(RealtimeError):
     status = 401
     default_message = "a valid bearer token is required"
 
+    def headers(self) -> dict[str, str]:
+        # RFC 6750: a 401 names the scheme the client should use.
+        return {"WWW-Authenticate": 'Bearer realm="realtime"'}
+
 
 class Forbidden(RealtimeError):
     code = "FORBIDDEN"
@@ -131,6 +139,9 @@ class RateLimited(RealtimeError):
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         self.retry_after = max(1, int(retry_after + 0.999))
         super().__init__(message, retry_after=self.retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class DatabaseUnavailable(RealtimeError):
@@ -149,6 +160,13 @@ class MethodNotAllowed(RealtimeError):
     code = "METHOD_NOT_ALLOWED"
     status = 405
     default_message = "method not allowed"
+
+    def __init__(self, allow: str = "", message: str | None = None) -> None:
+        self.allow = allow
+        super().__init__(message or (f"method not allowed; allowed: {allow}" if allow else None))
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow} if self.allow else {}
 
 
 # WebSocket-only errors: sent as `error` frames, the socket stays open.
@@ -180,7 +198,3 @@ class TooManySubscriptions(RealtimeError):
     code = "TOO_MANY_SUBSCRIPTIONS"
     status = 400
     default_message = "too many subscriptions on this connection"
-
-
-def http_status(error: RealtimeError) -> int:
-    return error.status

@@ -11,14 +11,38 @@ from typing import Any
 log = logging.getLogger("realtime.ratelimit")
 
 
+class TokenBucket:
+    """`rate` tokens per second, up to `burst`, starting full: the one bucket of the server
+    (per client address for HTTP, per socket for WebSocket messages; the Redis script below
+    is the same arithmetic)."""
+
+    __slots__ = ("at", "burst", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = self.burst
+        self.at = time.monotonic() if now is None else now
+
+    def take(self, now: float | None = None) -> float:
+        """0 when a token was taken, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
 class TokenBuckets:
-    """`rate` tokens per second up to `burst`; at most `max_keys` clients tracked (LRU)."""
+    """A bucket per client key; at most `max_keys` clients tracked (least recently used go)."""
 
     def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
         self.rate = rate
         self.burst = float(burst)
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -32,17 +56,11 @@ class TokenBuckets:
         if not self.enabled:
             return 0.0
         now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            wait = 0.0
-        else:
-            self._buckets[key] = (tokens, now)
-            wait = (1 - tokens) / self.rate
+        bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst, now)
+        self._buckets[key] = bucket
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
-        return wait
+        return bucket.take(now)
 
     async def close(self) -> None:
         return None

@@ -14,9 +14,13 @@ import asyncpg
 import orjson
 
 from realtime import errors
+from realtime.access import Acting
 from realtime.booking.gate import SlotGates
 from realtime.db.errors import retrying
 from realtime.db.pool import Pool
+
+# No customer, no ownership check, no idempotency scope: tools, tests and the demo.
+ANYONE = Acting(None, None, "")
 
 _SUCCESS = {"booked", "held", "released", "cancelled", "changed", "created"}
 
@@ -115,17 +119,19 @@ class BookingService:
 
     # -- customer ---------------------------------------------------------------------------
 
-    async def book(self, slot_id: str, quantity: int | None = None,
-                   customer_id: str | None = None, hold_id: str | None = None,
-                   owner: str | None = None, idempotency_key: str | None = None,
-                   idempotency_scope: str = "") -> dict[str, Any]:
+    async def book(self, slot_id: str, quantity: int | None = None, acting: Acting = ANYONE,
+                   hold_id: str | None = None,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+        """Book units of a slot, or confirm `hold_id` (`quantity` None: the hold's, else 1)."""
+        customer_id = acting.customer_id
         digest = None
         if idempotency_key is not None:
             digest = request_hash(slot_id=slot_id, quantity=quantity, hold_id=hold_id,
                                   customer_id=customer_id)
         return await self._gated(
             slot_id, "SELECT rt_book($1, $2, $3, $4, $5, $6, $7, $8)", slot_id, quantity,
-            customer_id, hold_id, owner, idempotency_scope, idempotency_key, digest)
+            customer_id, hold_id, acting.owner, acting.idempotency_scope, idempotency_key,
+            digest)
 
     async def hold(self, slot_id: str, quantity: int = 1, ttl_seconds: int = 300,
                    customer_id: str | None = None) -> dict[str, Any]:

@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from realtime.auth import Principal, decode_token
+from realtime.access import Access, Caller
 from realtime.channels import gcwatch, metrics
 from realtime.channels.protocol import (
     MAX_FRAME_BYTES,
@@ -39,6 +38,7 @@ from realtime.errors import (
     RateLimited,
     Unauthorized,
 )
+from realtime.ratelimit import TokenBucket
 from realtime.settings import Settings
 
 
@@ -46,6 +46,7 @@ class Host(Protocol):
     """What a connection needs from the channels layer around it (the runtime)."""
 
     settings: Settings
+    access: Access
     closing: bool
 
     def opened(self, conn: Connection) -> None: ...
@@ -73,16 +74,6 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """No Origin (not a browser) passes; a browser's must be listed, or be the server's own."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if allowed:
-        return "*" in allowed or origin in allowed
-    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
-
-
 def _server_send(send: Any, depth: int = 0) -> Any:
     """The server's own `send` behind `send`, through any middleware wrappers, or None.
 
@@ -106,19 +97,16 @@ def _server_send(send: Any, depth: int = 0) -> Any:
 class Connection:
     __slots__ = (
         "_abort_scheduled",
-        "_burst",
+        "_bucket",
         "_close_sent",
         "_closed_waiter",
         "_direct",
         "_finished",
         "_protocol",
-        "_rate",
         "_send",
-        "_tokens",
-        "_tokens_at",
         "_writer",
+        "caller",
         "host",
-        "principal",
         "scope",
         "sub",
     )
@@ -147,16 +135,14 @@ class Connection:
             sampled=Connection._counter % LATENCY_SAMPLE_EVERY == 0,
             outlet=self,
         )
-        self.principal: Principal | None = None
+        self.caller: Caller | None = None
         # Exists only while the socket owes something it could not write at once (its buffer
         # is full, or it must close): an idle socket costs no task.
         self._writer: asyncio.Task[None] | None = None
         self._abort_scheduled = False
         rate = host.settings.ws_messages_per_second
-        self._rate = rate
-        self._burst = max(10.0, 2 * rate)
-        self._tokens = self._burst
-        self._tokens_at = time.monotonic()
+        # A rate of 0 turns the limit off.
+        self._bucket = TokenBucket(rate, max(10.0, 2 * rate)) if rate > 0 else None
 
     async def wait_closed(self) -> None:
         if self._finished:
@@ -171,7 +157,6 @@ class Connection:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        settings = self.host.settings
         await self._send({"type": "websocket.accept"})
         if self.host.closing:
             await self._close(CLOSE_GOING_AWAY, "server is shutting down")
@@ -180,12 +165,11 @@ class Connection:
             await self._close(CLOSE_POLICY, "origin not allowed")
             return
         token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
-        if token and settings.auth_enabled:
-            try:
-                self.principal = decode_token(token[0], settings)
-            except Unauthorized:
-                await self._close(CLOSE_POLICY, "bad token")
-                return
+        try:
+            self.caller = self.host.access.socket_caller(token[0] if token else None)
+        except Unauthorized:
+            await self._close(CLOSE_POLICY, "bad token")
+            return
         self._tune_socket()
         self.host.opened(self)
         gcwatch.opened()
@@ -207,9 +191,7 @@ class Connection:
 
     def _origin_allowed(self) -> bool:
         headers = _headers(self.scope)
-        return origin_allowed(
-            headers.get("origin"), headers.get("host"), self.host.settings.allowed_origins
-        )
+        return self.host.access.origin_allowed(headers.get("origin"), headers.get("host"))
 
     def _tune_socket(self) -> None:
         transport = getattr(self._protocol, "transport", None)
@@ -373,22 +355,11 @@ class Connection:
             except MessageError as exc:
                 self.reply_error(exc)
                 continue
-            if not self._take_token():
-                self.reply_error(MessageError(RateLimited(1 / max(self._rate, 0.001)), msg.id))
+            if self._bucket is not None and (wait := self._bucket.take()) > 0:
+                self.reply_error(MessageError(RateLimited(wait), msg.id))
                 continue
             metrics.MESSAGES_RECEIVED.labels(type(msg).__name__.lower()).inc()
             await self.host.handle(self, msg)
-
-    def _take_token(self) -> bool:
-        if self._rate <= 0:
-            return True
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
-        self._tokens_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     def reply_error(self, exc: MessageError) -> None:
         metrics.ERRORS_SENT.labels(exc.error.code).inc()

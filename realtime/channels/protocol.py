@@ -66,7 +66,7 @@ class Unsubscribe:
 class Book:
     id: str | None
     slot_id: str
-    quantity: int = 1
+    quantity: int | None = None  # None: the hold's quantity when confirming one, else 1
     hold_id: str | None = None
     idempotency_key: str | None = None
 
@@ -182,11 +182,12 @@ def _book(msg_id: str | None, obj: dict[str, Any]) -> Book:
     msg = Book(
         msg_id,
         _str(obj, "slot_id", required=True, max_len=64),
-        _int(obj, "quantity", 1),
+        None if obj.get("quantity") is None else _int(obj, "quantity", 1),
         _str(obj, "hold_id", max_len=64),
         _str(obj, "idempotency_key", max_len=255),
     )
-    _range(msg_id, "quantity", msg.quantity, 1, 1_000_000)
+    if msg.quantity is not None:
+        _range(msg_id, "quantity", msg.quantity, 1, 1_000_000)
     return msg
 
 

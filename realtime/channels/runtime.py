@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from realtime.access import Access
 from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
 from realtime.channels.connection import Connection
@@ -53,15 +54,17 @@ class ChannelRuntime:
         pool: Pool,
         booking: BookingService,
         dsn: str,
+        access: Access | None = None,
         presence: PresenceBackend | None = None,
     ) -> None:
         self.settings = settings
+        self.access = access or Access(settings)
         self.pool = pool
         self.booking = booking
         self.presence: PresenceBackend = presence or presence_for(settings.redis_url)
         self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
         self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
-        self.session = Session(settings, self.hub, EventLog(pool), booking,
+        self.session = Session(settings, self.access, self.hub, EventLog(pool), booking,
                                self.listener.sequence_now)
         self.connections: set[Connection] = set()
         self.closing = False

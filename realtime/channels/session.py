@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from realtime.auth import Principal, decode_token
+from realtime.access import Access, Caller, counted
 from realtime.booking.service import BookingService
 from realtime.channels.hub import Hub
 from realtime.channels.protocol import (
@@ -45,7 +44,6 @@ from realtime.errors import (
 )
 from realtime.eventlog import cursor as cursors
 from realtime.eventlog.store import EventLog, EventsPage, Snapshot
-from realtime.metrics import BOOKINGS
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.channels.session")
@@ -55,7 +53,7 @@ class Peer(Protocol):
     """The side of a connection that messages act on."""
 
     sub: Subscriber
-    principal: Principal | None
+    caller: Caller | None
 
     def reply_error(self, exc: MessageError) -> None: ...
 
@@ -63,9 +61,10 @@ class Peer(Protocol):
 class Session:
     """Message handling shared by every socket of the process."""
 
-    def __init__(self, settings: Settings, hub: Hub, events: EventLog, booking: BookingService,
-                 sequence_now: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(self, settings: Settings, access: Access, hub: Hub, events: EventLog,
+                 booking: BookingService, sequence_now: Callable[[], Awaitable[bool]]) -> None:
         self.settings = settings
+        self.access = access
         self.hub = hub
         self.events = events
         self.booking = booking
@@ -102,18 +101,11 @@ class Session:
                 self.idle.set()
 
     def _auth(self, peer: Peer, msg: Auth) -> None:
-        if not self.settings.auth_enabled:
-            peer.sub.send(encode_result(msg.id, {}))
-            return
         try:
-            principal = decode_token(msg.token, self.settings)
+            peer.caller = self.access.renewed(peer.caller, msg.token)
         except Unauthorized as exc:
             peer.reply_error(MessageError(exc, msg.id))
             return
-        if peer.principal is not None and principal.sub != peer.principal.sub:
-            peer.reply_error(MessageError(Unauthorized("the new token is for another subject"), msg.id))
-            return
-        peer.principal = principal
         peer.sub.send(encode_result(msg.id, {}))
 
     async def _subscribe(self, peer: Peer, msg: Subscribe) -> None:
@@ -176,49 +168,24 @@ class Session:
 
     async def _book(self, peer: Peer, msg: Book | Hold | Cancel) -> None:
         booking = self.booking
-        principal = peer.principal
-        if self.settings.auth_enabled and (
-            principal is None
-            or (principal.expires_at is not None and principal.expires_at <= time.time())
-        ):
-            error = Unauthorized("booking needs a valid token: connect with ?token= or send auth")
-            peer.sub.send(encode_result_error(msg.id, error))
-            return
-        customer = principal.sub if principal else None
-        owner = None if principal is None or principal.admin else principal.sub
+        operation = type(msg).__name__.lower()
         body: dict[str, Any]
         try:
+            acting = self.access.booking_caller(peer.caller).acting()
             if isinstance(msg, Book):
-                body = await booking.book(
-                    msg.slot_id,
-                    msg.quantity,
-                    customer_id=customer,
-                    hold_id=msg.hold_id,
-                    owner=owner,
-                    idempotency_key=msg.idempotency_key,
-                    idempotency_scope=owner or customer or "",
-                )
+                body = await counted(operation, booking.book(
+                    msg.slot_id, msg.quantity, acting, hold_id=msg.hold_id,
+                    idempotency_key=msg.idempotency_key))
             elif isinstance(msg, Hold):
-                body = await booking.hold(
-                    msg.slot_id, msg.quantity, msg.ttl_seconds, customer_id=customer
-                )
+                body = await counted(operation, booking.hold(
+                    msg.slot_id, msg.quantity, msg.ttl_seconds, acting.customer_id))
             else:
-                body = await booking.cancel(msg.booking_id, owner=owner)
+                body = await counted(operation, booking.cancel(msg.booking_id, acting.owner))
         except RealtimeError as exc:
-            _count(msg, exc.code)
             peer.sub.send(encode_result_error(msg.id, exc))
             return
         except Exception:
             log.exception("%s over the socket failed", type(msg).__name__)
-            _count(msg, "INTERNAL_ERROR")
             peer.sub.send(encode_result_error(msg.id, RealtimeError()))
             return
-        _count(msg, "ok")
         peer.sub.send(encode_result(msg.id, body))
-
-
-def _count(msg: object, outcome: str) -> None:
-    # Same labels as the HTTP side, so one query covers both doors.
-    operation = type(msg).__name__.lower()
-    label = {"ok": "ok", "BOOKING_CONFLICT": "conflict"}.get(outcome, outcome.lower())
-    BOOKINGS.labels(operation, label).inc()

@@ -118,7 +118,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(errors.NotFound(f"no route for {request.url.path}"))
     if exc.status_code == 405:
-        return error_response(errors.MethodNotAllowed())
+        return error_response(errors.MethodNotAllowed((exc.headers or {}).get("Allow", "")))
     err = errors.RealtimeError(exc.detail)
     err.status = exc.status_code
     return error_response(err)

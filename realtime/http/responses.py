@@ -22,10 +22,7 @@ class JSONResponse(Response):
 
 
 def error_response(exc: errors.RealtimeError) -> JSONResponse:
-    headers = {}
-    if isinstance(exc, errors.RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers())
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime import errors, metrics
-from realtime.auth import Principal, bearer, decode_token
+from realtime.access import Access, Caller, counted
 from realtime.booking.demo import demo_vendor_id
 from realtime.booking.service import BookingService
 from realtime.eventlog.channels import Channel
@@ -32,30 +29,14 @@ def _state(request: Request) -> tuple[Settings, BookingService]:
     return request.app.state.settings, request.app.state.booking
 
 
-def principal(request: Request) -> Principal | None:
-    """None when auth is off; otherwise the verified caller (401 without a valid token)."""
-    settings: Settings = request.app.state.settings
-    if not settings.auth_enabled:
-        return None
-    token = bearer(request.headers.get("authorization"))
-    if token is None:
-        raise errors.Unauthorized()
-    return decode_token(token, settings)
+def caller(request: Request) -> Caller:
+    """The verified caller (401 without a valid token when auth is on)."""
+    access: Access = request.app.state.access
+    return access.http_caller(request.headers.get("authorization"))
 
 
 def require_admin(request: Request) -> None:
-    who = principal(request)
-    if who is not None and not who.admin:
-        raise errors.Forbidden()
-
-
-def customer(request: Request, body: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
-    """(customer_id for new rows, owner to check on existing rows; None = no check)."""
-    who = principal(request)
-    if who is None:
-        cid = str_field(body, "customer_id", required=False) if body is not None else None
-        return cid, None
-    return who.sub, None if who.admin else who.sub
+    caller(request).require_admin()
 
 
 async def rate_limit(request: Request) -> None:
@@ -67,29 +48,6 @@ async def rate_limit(request: Request) -> None:
     if wait > 0:
         metrics.RATE_LIMITED.inc()
         raise errors.RateLimited(wait)
-
-
-@functools.cache
-def _counter(operation: str, outcome: str) -> Any:
-    # labels() takes a lock and builds a key per call; operations and outcomes are a small set
-    return metrics.BOOKINGS.labels(operation, outcome)
-
-
-def _count(operation: str, outcome: str) -> None:
-    _counter(operation, outcome).inc()
-
-
-async def _counted(operation: str, coro: Any) -> Any:
-    try:
-        result = await coro
-    except errors.BookingConflict:
-        _count(operation, "conflict")
-        raise
-    except errors.RealtimeError as exc:
-        _count(operation, exc.code.lower())
-        raise
-    _count(operation, "ok")
-    return result
 
 
 # -- admin ----------------------------------------------------------------------------------
@@ -131,7 +89,7 @@ async def patch_slot(request: Request) -> Response:
     body = await read_json(request)
     capacity = int_field(body, "capacity", None, 0, 1_000_000, required=True)
     assert capacity is not None
-    slot = await _counted("set_capacity", _state(request)[1].set_capacity(slot_id, capacity))
+    slot = await counted("set_capacity", _state(request)[1].set_capacity(slot_id, capacity))
     return JSONResponse(slot)
 
 
@@ -183,47 +141,49 @@ async def create_booking(request: Request) -> Response:
     await rate_limit(request)
     key = idempotency_key(request)
     body = await read_json(request)
-    customer_id, owner = customer(request, body)
+    who = caller(request)
     slot_id = uuid_field(body, "slot_id")
     hold_id = uuid_field(body, "hold_id", required=False)
     quantity = int_field(body, "quantity", None, 1, 1_000_000)
+    claimed = str_field(body, "customer_id", required=False) if who.open else None
     assert slot_id is not None
-    result = await _counted("book", _state(request)[1].book(
-        slot_id, quantity=quantity, customer_id=customer_id, hold_id=hold_id, owner=owner,
-        idempotency_key=key, idempotency_scope=owner or customer_id or ""))
+    result = await counted("book", _state(request)[1].book(
+        slot_id, quantity, who.acting(claimed), hold_id=hold_id, idempotency_key=key))
     return JSONResponse(result, status_code=201)
 
 
 async def get_booking(request: Request) -> Response:
     booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
-    _, owner = customer(request)
+    owner = caller(request).acting().owner
     return JSONResponse(await _state(request)[1].get_booking(booking_id, owner))
 
 
 async def cancel_booking(request: Request) -> Response:
     await rate_limit(request)
     booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
-    _, owner = customer(request)
-    return JSONResponse(await _counted("cancel", _state(request)[1].cancel(booking_id, owner)))
+    owner = caller(request).acting().owner
+    return JSONResponse(await counted("cancel", _state(request)[1].cancel(booking_id, owner)))
 
 
 async def create_hold(request: Request) -> Response:
     await rate_limit(request)
     body = await read_json(request)
-    customer_id, _ = customer(request, body)
+    who = caller(request)
+    claimed = str_field(body, "customer_id", required=False) if who.open else None
     slot_id = uuid_field(body, "slot_id")
     quantity = int_field(body, "quantity", 1, 1, 1_000_000)
     ttl = int_field(body, "ttl_seconds", 300, 1, 3600)
     assert slot_id is not None and quantity is not None and ttl is not None
-    result = await _counted("hold", _state(request)[1].hold(slot_id, quantity, ttl, customer_id))
+    result = await counted("hold", _state(request)[1].hold(
+        slot_id, quantity, ttl, who.acting(claimed).customer_id))
     return JSONResponse(result, status_code=201)
 
 
 async def release_hold(request: Request) -> Response:
     await rate_limit(request)
     hold_id = parse_id(request.path_params["id"], errors.HoldNotFound)
-    _, owner = customer(request)
-    result = await _counted("release", _state(request)[1].release(hold_id, owner))
+    owner = caller(request).acting().owner
+    result = await counted("release", _state(request)[1].release(hold_id, owner))
     return JSONResponse({"slot": result["slot"]})
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 EVENT_COLUMNS = (
     "pos, id, kind, slot_id::text, service_id::text, vendor_id::text, version, quantity, "

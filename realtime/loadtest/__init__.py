@@ -6,6 +6,7 @@ runs it standalone. How it works and what one client process sustains: docs/load
 
 from __future__ import annotations
 
-from .runner import add_arguments, run
+from .options import add_arguments
+from .runner import run
 
 __all__ = ["add_arguments", "run"]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from realtime.loadtest.runner import LoadTestError, check_args, split_sockets
+from realtime.loadtest.options import LoadTestError, check_args, split_sockets
 from realtime.loadtest.stats import Counters, Delivery, Histogram, classify, compare_final, merged
 from realtime.loadtest.wsclient import (
     UPDATE,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from realtime import errors, metrics
-from realtime.auth import Principal, bearer, decode_token
+from realtime.auth import Principal, TokenVerifier, bearer
 from realtime.settings import Settings
 
 T = TypeVar("T")
@@ -66,35 +66,41 @@ OPEN = Caller(open=True)
 class Access:
     """The server's access policy, from its settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tokens: TokenVerifier | None = None) -> None:
         self.settings = settings
         self.enabled = settings.auth_enabled
+        self.tokens = tokens or TokenVerifier(settings)
 
-    def verify(self, token: str) -> Caller:
+    def ready(self) -> tuple[str | None, str | None]:
+        """(why not ready, why degraded), for /readyz: the identity provider's keys."""
+        keys = self.tokens.keys
+        return keys.ready() if keys is not None else (None, None)
+
+    async def verify(self, token: str) -> Caller:
         """A caller from a token; Unauthorized with a reason a client can act on."""
-        return Caller.of(decode_token(token, self.settings))
+        return Caller.of(await self.tokens.verify(token))
 
-    def http_caller(self, authorization: str | None) -> Caller:
+    async def http_caller(self, authorization: str | None) -> Caller:
         """The caller of an HTTP request that needs one (401 without a valid token)."""
         if not self.enabled:
             return OPEN
         token = bearer(authorization)
         if token is None:
             raise errors.Unauthorized()
-        return self.verify(token)
+        return await self.verify(token)
 
-    def socket_caller(self, token: str | None) -> Caller | None:
+    async def socket_caller(self, token: str | None) -> Caller | None:
         """The caller of a socket from its `?token=`: None when it has none (reading needs
         none); Unauthorized when the token is bad."""
         if not self.enabled:
             return OPEN
-        return self.verify(token) if token else None
+        return await self.verify(token) if token else None
 
-    def renewed(self, current: Caller | None, token: str) -> Caller:
+    async def renewed(self, current: Caller | None, token: str) -> Caller:
         """A long-lived socket's fresh token: same subject, or Unauthorized."""
         if not self.enabled:
             return OPEN
-        caller = self.verify(token)
+        caller = await self.verify(token)
         if current is not None and current.sub != caller.sub:
             raise errors.Unauthorized("the new token is for another subject")
         return caller

@@ -70,6 +70,10 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         holder["channels"] = channels
         tasks = [supervise("hold-sweeper", lambda: sweep_forever(
             booking, settings.sweep_interval_seconds))]
+        keys = access.tokens.keys
+        if keys is not None:
+            await keys.refresh()  # before the first request: tokens verify from the start
+            tasks.append(supervise("jwks", keys.run))
         if channels is not None:
             await channels.start()
         log.info("ready", extra={"auth": settings.auth_enabled,

@@ -63,13 +63,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host
     insecure = args.insecure or settings.insecure
+    off = "auth is off (neither REALTIME_JWT_SECRET nor REALTIME_JWKS_URL is set)"
     if not settings.auth_enabled and not insecure and not _is_loopback(host):
-        log.warning("auth is off (REALTIME_JWT_SECRET unset): binding to 127.0.0.1 instead of "
-                    "%s; pass --insecure to expose an unauthenticated server", host)
+        log.warning("%s: binding to 127.0.0.1 instead of %s; pass --insecure to expose an "
+                    "unauthenticated server", off, host)
         host = "127.0.0.1"
     elif not settings.auth_enabled:
-        log.warning("auth is off (REALTIME_JWT_SECRET unset): anyone who can reach %s:%s can "
-                    "book and administer", host, args.port)
+        log.warning("%s: anyone who can reach %s:%s can book and administer", off, host, args.port)
     with database(settings) as dsn:
         os.environ["DATABASE_URL"] = dsn
         asyncio.run(migrate(dsn, echo=lambda line: log.info(line)))

@@ -35,6 +35,11 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     jwt_secret: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_role_claim: str = "role"
+    jwks_refetch_seconds: float = 30.0
     allowed_origins: tuple[str, ...] = ()
     data_dir: Path = field(default_factory=lambda: Path(".realtime"))
     port: int = 8000
@@ -54,7 +59,7 @@ class Settings:
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.jwt_secret)
+        return bool(self.jwt_secret or self.jwks_url)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -64,6 +69,11 @@ class Settings:
             database_url=e.get("DATABASE_URL") or None,
             redis_url=e.get("REDIS_URL") or None,
             jwt_secret=e.get("REALTIME_JWT_SECRET") or None,
+            jwks_url=e.get("REALTIME_JWKS_URL") or None,
+            jwt_issuer=e.get("REALTIME_JWT_ISSUER") or None,
+            jwt_audience=e.get("REALTIME_JWT_AUDIENCE") or None,
+            jwt_role_claim=(e.get("REALTIME_JWT_ROLE_CLAIM") or "role").strip(),
+            jwks_refetch_seconds=_float(e, "REALTIME_JWKS_REFETCH_SECONDS", 30.0),
             allowed_origins=origins,
             data_dir=Path(e.get("REALTIME_DATA_DIR") or ".realtime"),
             port=_int(e, "PORT", 8000),

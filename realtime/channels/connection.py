@@ -166,7 +166,7 @@ class Connection:
             return
         token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
         try:
-            self.caller = self.host.access.socket_caller(token[0] if token else None)
+            self.caller = await self.host.access.socket_caller(token[0] if token else None)
         except Unauthorized:
             await self._close(CLOSE_POLICY, "bad token")
             return

@@ -85,7 +85,7 @@ class Session:
             else:
                 peer.reply_error(MessageError(NotSubscribed(), msg.id))
         elif isinstance(msg, Auth):
-            self._auth(peer, msg)
+            await self._auth(peer, msg)
         else:
             await self._counted(self._book(peer, msg))
 
@@ -100,9 +100,9 @@ class Session:
             if not self._inflight:
                 self.idle.set()
 
-    def _auth(self, peer: Peer, msg: Auth) -> None:
+    async def _auth(self, peer: Peer, msg: Auth) -> None:
         try:
-            peer.caller = self.access.renewed(peer.caller, msg.token)
+            peer.caller = await self.access.renewed(peer.caller, msg.token)
         except Unauthorized as exc:
             peer.reply_error(MessageError(exc, msg.id))
             return

@@ -29,14 +29,14 @@ def _state(request: Request) -> tuple[Settings, BookingService]:
     return request.app.state.settings, request.app.state.booking
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """The verified caller (401 without a valid token when auth is on)."""
     access: Access = request.app.state.access
-    return access.http_caller(request.headers.get("authorization"))
+    return await access.http_caller(request.headers.get("authorization"))
 
 
-def require_admin(request: Request) -> None:
-    caller(request).require_admin()
+async def require_admin(request: Request) -> None:
+    (await caller(request)).require_admin()
 
 
 async def rate_limit(request: Request) -> None:
@@ -54,7 +54,7 @@ async def rate_limit(request: Request) -> None:
 
 async def create_vendor(request: Request) -> Response:
     await rate_limit(request)
-    require_admin(request)
+    await require_admin(request)
     body = await read_json(request)
     name = str_field(body, "name")
     assert name is not None
@@ -63,7 +63,7 @@ async def create_vendor(request: Request) -> Response:
 
 async def create_service(request: Request) -> Response:
     await rate_limit(request)
-    require_admin(request)
+    await require_admin(request)
     vendor_id = parse_id(request.path_params["id"], errors.VendorNotFound)
     body = await read_json(request)
     name = str_field(body, "name")
@@ -75,7 +75,7 @@ async def create_service(request: Request) -> Response:
 
 async def create_slots(request: Request) -> Response:
     await rate_limit(request)
-    require_admin(request)
+    await require_admin(request)
     service_id = parse_id(request.path_params["id"], errors.ServiceNotFound)
     body = await read_json(request)
     slots = slots_body(body)
@@ -84,7 +84,7 @@ async def create_slots(request: Request) -> Response:
 
 async def patch_slot(request: Request) -> Response:
     await rate_limit(request)
-    require_admin(request)
+    await require_admin(request)
     slot_id = parse_id(request.path_params["id"], errors.SlotNotFound)
     body = await read_json(request)
     capacity = int_field(body, "capacity", None, 0, 1_000_000, required=True)
@@ -141,7 +141,7 @@ async def create_booking(request: Request) -> Response:
     await rate_limit(request)
     key = idempotency_key(request)
     body = await read_json(request)
-    who = caller(request)
+    who = await caller(request)
     slot_id = uuid_field(body, "slot_id")
     hold_id = uuid_field(body, "hold_id", required=False)
     quantity = int_field(body, "quantity", None, 1, 1_000_000)
@@ -154,21 +154,21 @@ async def create_booking(request: Request) -> Response:
 
 async def get_booking(request: Request) -> Response:
     booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
-    owner = caller(request).acting().owner
+    owner = (await caller(request)).acting().owner
     return JSONResponse(await _state(request)[1].get_booking(booking_id, owner))
 
 
 async def cancel_booking(request: Request) -> Response:
     await rate_limit(request)
     booking_id = parse_id(request.path_params["id"], errors.BookingNotFound)
-    owner = caller(request).acting().owner
+    owner = (await caller(request)).acting().owner
     return JSONResponse(await counted("cancel", _state(request)[1].cancel(booking_id, owner)))
 
 
 async def create_hold(request: Request) -> Response:
     await rate_limit(request)
     body = await read_json(request)
-    who = caller(request)
+    who = await caller(request)
     claimed = str_field(body, "customer_id", required=False) if who.open else None
     slot_id = uuid_field(body, "slot_id")
     quantity = int_field(body, "quantity", 1, 1, 1_000_000)
@@ -182,7 +182,7 @@ async def create_hold(request: Request) -> Response:
 async def release_hold(request: Request) -> Response:
     await rate_limit(request)
     hold_id = parse_id(request.path_params["id"], errors.HoldNotFound)
-    owner = caller(request).acting().owner
+    owner = (await caller(request)).acting().owner
     result = await counted("release", _state(request)[1].release(hold_id, owner))
     return JSONResponse({"slot": result["slot"]})
 

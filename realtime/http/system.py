@@ -22,7 +22,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """503 naming what is down (the server cannot serve); 200 otherwise, naming in
+    `degraded` what works in a lesser way (an accelerator or a provider is away)."""
     down: dict[str, str] = {}
+    degraded: dict[str, str] = {}
     try:
         await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
     except Exception as exc:
@@ -30,11 +33,19 @@ async def readyz(request: Request) -> Response:
     channels = request.app.state.channels
     if channels is not None and (reason := channels.ready()) is not None:
         down["listener"] = reason
+    jwks_down, jwks_degraded = request.app.state.access.ready()
+    if jwks_down:
+        down["jwks"] = jwks_down
+    if jwks_degraded:
+        degraded["jwks"] = jwks_degraded
     if down:
         err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
                               down=down)
         return error_response(err)
-    return JSONResponse({"status": "ready"})
+    body: dict[str, object] = {"status": "ready"}
+    if degraded:
+        body["degraded"] = degraded
+    return JSONResponse(body)
 
 
 async def metrics_endpoint(request: Request) -> Response:

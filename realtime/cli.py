@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         config = uvicorn.Config(
             "realtime.app:create_app", factory=True, host=host, port=args.port,
             workers=args.workers, log_config=None, log_level=settings.log_level,
-            # Compression costs ~36 KiB per socket and most of the fan-out rate (FACTS.md).
+            # Compression costs ~36 KiB per socket and most of the fan-out rate (docs/design-notes.md).
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False,

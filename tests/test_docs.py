@@ -41,3 +41,130 @@ def test_no_tracked_file_names_the_private_notes():
             if PRIVATE_NOTES.search(line):
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+# -- the constants the docs state, read from the code ----------------------------------------
+
+def _words(n: float) -> str:
+    return {2: "twice", 4: "four times", 8: "eight times"}.get(int(n), f"{n:g} times")
+
+
+def _claims() -> list[tuple[str, str]]:
+    """(doc, phrase): each phrase is built from the code's value, so a change on either side
+    fails until the other follows."""
+    import inspect
+
+    from realtime.booking import gate
+    from realtime.channels import connection, protocol, runtime, writer
+    from realtime.channels.presence.redis import RedisPresence
+    from realtime.channels.subscriber import Subscriber
+    from realtime.eventlog import listener, store
+    from realtime.http import responses
+    from realtime.loadtest import runner
+    from realtime.settings import Settings
+
+    defaults = Settings()
+    ttl = inspect.signature(RedisPresence.__init__).parameters["ttl"].default
+    sub = Subscriber(defaults.ws_send_queue, lambda: None)
+    presence = ("at most once per second per channel" if runtime.PRESENCE_INTERVAL == 1
+                else f"at most once every {runtime.PRESENCE_INTERVAL:g} s per channel")
+    hold_ttl = _int_field_args(ROOT / "realtime/http/routes.py", "ttl_seconds")
+    return [
+        ("architecture.md", f"at most {gate.WIDTH} `rt_book` / `rt_hold` calls per slot in flight"),
+        ("architecture.md", f"at least {listener.MIN_DRAIN_SPACING * 1000:g} ms apart"),
+        ("architecture.md", f"whole batch of {listener.BATCH:,} events (`BATCH`)"),
+        ("architecture.md", f"(at most {store.SNAPSHOT_LIMIT:,}, `SNAPSHOT_LIMIT`)"),
+        ("architecture.md", f"(to {writer.PARALLEL_MIN} sockets or more, `PARALLEL_MIN`)"),
+        ("architecture.md", "every `REALTIME_SEQUENCER_POLL` seconds as a backstop"),
+        ("protocol.md", f"Largest frame a client may send: {protocol.MAX_FRAME_BYTES // 1024} KiB"),
+        ("protocol.md", f"| 1009 | a frame over {protocol.MAX_FRAME_BYTES // 1024} KiB |"),
+        ("protocol.md", f"a string of at most {protocol.MAX_ID_LENGTH} characters"),
+        ("protocol.md", f"`REALTIME_WS_PING_INTERVAL` seconds (default {defaults.ws_ping_interval:g})"),
+        ("protocol.md", f"`REALTIME_WS_MAX_SUBSCRIPTIONS` (default {defaults.ws_max_subscriptions})"),
+        ("protocol.md", f"A snapshot holds at most {store.SNAPSHOT_LIMIT:,} slots"),
+        ("protocol.md", f"more than {store.RESUME_LIMIT:,} events were missed"),
+        ("protocol.md", f"`REALTIME_EVENT_RETENTION`, default {defaults.event_retention_seconds} s"),
+        ("protocol.md", f"pruned every {listener.PRUNE_INTERVAL:g} s, or every tenth of the retention"),
+        ("protocol.md", presence),
+        ("protocol.md", f"a heartbeat that expires after {ttl:g} seconds"),
+        ("protocol.md", f"stops counting within {ttl:g} seconds"),
+        ("protocol.md", f"messages per second (default {defaults.ws_messages_per_second:g}, bursts of twice that)"),
+        ("protocol.md", f"(`REALTIME_WS_SEND_QUEUE`, default {defaults.ws_send_queue} frames)"),
+        ("protocol.md", f"at most {_words(sub.hard_limit / sub.limit)} the bound"),
+        ("protocol.md", f"about {connection.TRANSPORT_HIGH_WATER // 1024} KiB of bytes waiting in its transport"),
+        ("protocol.md", f"a {connection.SOCKET_SEND_BUFFER // 1024} KiB kernel send buffer"),
+        ("protocol.md", f"the connection is dropped {connection.STUCK_WRITE_SECONDS:g} seconds later"),
+        ("protocol.md", f"sampled on one socket in {connection.LATENCY_SAMPLE_EVERY})"),
+        ("protocol.md", f"`ttl_seconds?` ({hold_ttl[0]}, {hold_ttl[1]}..{hold_ttl[2]})"),
+        ("api.md", f"`{{slot_id, quantity?=1, ttl_seconds?={hold_ttl[0]}}}` ({hold_ttl[1]}..{hold_ttl[2]})"),
+        ("api.md", f"(at most {store.SNAPSHOT_LIMIT:,}, by start time)"),
+        ("api.md", f"| 413 | `PAYLOAD_TOO_LARGE` | body over {responses.MAX_BODY // 1024} KiB |"),
+        ("api.md", f"kept {_idempotency_hours()} hours"),
+        ("configuration.md", f"(a crashed process stops counting within {ttl:g} s)"),
+        ("loadtest.md", f"at most {runner.MAX_SOCKETS:,} sockets, {runner.MAX_RATE:,.0f} bookings/s and "
+                        + ("one hour" if runner.MAX_DURATION == 3600 else f"{runner.MAX_DURATION:g} s")),
+        ("loadtest.md", f"one process holds up to {runner.MAX_SOCKETS_PER_PROCESS:,} sockets"),
+    ]
+
+
+def _int_field_args(path: Path, field: str) -> tuple[int, int, int]:
+    """(default, lo, hi) of the `int_field(body, FIELD, default, lo, hi)` call in `path`."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "int_field"
+                and len(node.args) >= 5 and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value == field):
+            default, lo, hi = (ast.literal_eval(a) for a in node.args[2:5])
+            return default, lo, hi
+    raise AssertionError(f"no int_field call for {field} in {path}")
+
+
+def _idempotency_hours() -> int:
+    sql = (ROOT / "realtime/db/migrations/0002_functions.up.sql").read_text()
+    body = sql[sql.index("FUNCTION rt_prune_idempotency_keys"):]
+    found = re.search(r"interval '(\d+) hours'", body)
+    assert found, "rt_prune_idempotency_keys no longer keeps keys for a number of hours"
+    return int(found.group(1))
+
+
+def _flat(doc: str) -> str:
+    """The doc with line breaks and runs of spaces as single spaces: prose wraps anywhere."""
+    return " ".join((ROOT / "docs" / doc).read_text().split())
+
+
+@pytest.mark.parametrize(("doc", "phrase"), _claims(), ids=lambda v: v[:60])
+def test_docs_state_the_code_constants(doc, phrase):
+    """Each constant the docs state is the code's value (the phrase is built from the code)."""
+    assert " ".join(phrase.split()) in _flat(doc), f"docs/{doc} should say: {phrase}"
+
+
+def _documented_variables() -> dict[str, str]:
+    """configuration.md's table: variable -> default cell."""
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", (ROOT / "docs/configuration.md").read_text(), re.M)
+    return {name: default.strip().strip("`") for name, default in rows}
+
+
+def test_configuration_table_lists_every_variable_with_its_default():
+    """Every variable settings.py reads is in configuration.md's table with the code's default."""
+    from realtime.settings import Settings
+
+    source = (ROOT / "realtime/settings.py").read_text()
+    read = set(re.findall(r'"((?:REALTIME_|DATABASE_|REDIS_)[A-Z_]+|PORT|LOG_LEVEL)"', source))
+    table = _documented_variables()
+    assert read == set(table), f"only in code: {read - set(table)}; only in docs: {set(table) - read}"
+    base = Settings.from_env({})
+    for name, documented in table.items():
+        # The field a variable sets is the one that changes when the variable is set.
+        probe = "1" if name != "REALTIME_ALLOWED_ORIGINS" else "https://a.example"
+        changed = [f for f, v in vars(Settings.from_env({name: probe})).items() if v != vars(base)[f]]
+        assert len(changed) == 1, (name, changed)
+        default = vars(base)[changed[0]]
+        if default in (None, False, ()):
+            assert documented in ("unset", "the server's own origin"), (name, documented)
+        elif isinstance(default, Path):
+            assert Path(documented) == default, (name, documented, default)
+        elif isinstance(default, str):
+            assert documented == default, (name, documented, default)
+        else:
+            assert float(documented) == default, (name, documented, default)

@@ -168,3 +168,21 @@ def test_configuration_table_lists_every_variable_with_its_default():
             assert documented == default, (name, documented, default)
         else:
             assert float(documented) == default, (name, documented, default)
+
+
+def test_docs_name_only_metrics_the_server_exports():
+    """Every `realtime_*` metric the docs name is one the code registers."""
+    code = "\n".join(p.read_text() for p in (ROOT / "realtime").rglob("*.py"))
+    exported = set(re.findall(r'"(realtime_[a-z0-9_]+)"', code))
+    docs = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    named = {(p.name, m) for p in docs for m in re.findall(r"\b(realtime_[a-z0-9_]+)", p.read_text())}
+    unknown = sorted((doc, m) for doc, m in named if m not in exported)
+    assert not unknown, unknown
+
+
+def test_docs_name_only_paths_that_exist():
+    """Every repository path the README and docs/ name (realtime/..., tests/..., bench/...) exists."""
+    path = re.compile(r"(?<![\w/.:-])((?:realtime|tests|bench|scripts|static|docs)/[\w./-]*\w)")
+    missing = sorted({(doc.name, p) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+                      for p in path.findall(doc.read_text()) if not (ROOT / p).exists()})
+    assert not missing, missing

@@ -75,7 +75,6 @@ def _claims() -> list[tuple[str, str]]:
         ("architecture.md", f"whole batch of {listener.BATCH:,} events (`BATCH`)"),
         ("architecture.md", f"(at most {store.SNAPSHOT_LIMIT:,}, `SNAPSHOT_LIMIT`)"),
         ("architecture.md", f"(to {writer.PARALLEL_MIN} sockets or more, `PARALLEL_MIN`)"),
-        ("architecture.md", "every `REALTIME_SEQUENCER_POLL` seconds as a backstop"),
         ("protocol.md", f"Largest frame a client may send: {protocol.MAX_FRAME_BYTES // 1024} KiB"),
         ("protocol.md", f"| 1009 | a frame over {protocol.MAX_FRAME_BYTES // 1024} KiB |"),
         ("protocol.md", f"a string of at most {protocol.MAX_ID_LENGTH} characters"),

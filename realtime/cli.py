@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 
@@ -39,11 +41,16 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    from realtime.db.embedded import EmbeddedPostgres
+    from realtime.db.embedded import EmbeddedPostgres, running_pid
 
-    print(f"no DATABASE_URL: starting the embedded PostgreSQL in {settings.data_dir}/pgdata",
-          file=sys.stderr)
-    with EmbeddedPostgres(settings.data_dir) as uri:
+    embedded = EmbeddedPostgres(settings.data_dir)
+    pid = running_pid(embedded.pgdata)
+    if pid is None:
+        print(f"no DATABASE_URL: starting the embedded PostgreSQL in {embedded.pgdata}", file=sys.stderr)
+    else:
+        print(f"no DATABASE_URL: attaching to the embedded PostgreSQL already running in "
+              f"{embedded.pgdata} (pid {pid}); it stops when its last user exits", file=sys.stderr)
+    with embedded as uri:
         yield uri
 
 
@@ -54,6 +61,27 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why uvicorn would fail to bind (host, port), or None. Port 0 always binds."""
+    if port == 0:
+        return None
+    # The same family and option as uvicorn's bind, so that a port in TIME_WAIT counts as free.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "the address is already in use (pass another --port, or stop what listens there)"
+        return exc.strerror or str(exc)
+    return None
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +98,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host = "127.0.0.1"
     elif not settings.auth_enabled:
         log.warning("%s: anyone who can reach %s:%s can book and administer", off, host, args.port)
+    # Before any data directory, PostgreSQL or migration: a taken port should cost nothing.
+    problem = _cannot_bind(host, args.port)
+    if problem:
+        print(f"realtime serve: cannot listen on {_host_port(host, args.port)}: {problem}",
+              file=sys.stderr)
+        return 1
     with database(settings) as dsn:
         os.environ["DATABASE_URL"] = dsn
         asyncio.run(migrate(dsn, echo=lambda line: log.info(line)))
@@ -78,7 +112,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         config = uvicorn.Config(
             "realtime.app:create_app", factory=True, host=host, port=args.port,
             workers=args.workers, log_config=None, log_level=settings.log_level,
-            # Compression costs ~36 KiB per socket and most of the fan-out rate (FACTS.md).
+            # Compression costs ~36 KiB per socket and most of the fan-out rate (docs/design-notes.md).
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False,

@@ -32,6 +32,8 @@ def embedded() -> Iterator[Embedded]:
     server = Embedded()
     yield server
     server.stop()
+    # Nothing of it may stay in the temporary directory, session after session.
+    assert server.directory is None or not server.directory.exists(), server.directory
 
 
 @pytest.fixture(scope="session")

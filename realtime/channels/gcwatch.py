@@ -2,7 +2,7 @@
 
 A full collection walks every tracked object; with 10,000 sockets that is about a million
 (uvicorn's, websockets' and ours), and a pause of half a second or more (measured: growing
-from 24 to 566 ms while 10,000 sockets connected; FACTS.md: 0.55-0.70 s in a peer), during
+from 24 to 566 ms while 10,000 sockets connected; 0.55-0.70 s in a peer, docs/design-notes.md), during
 which no frame goes out. So after every full collection the survivors, live by definition,
 are frozen (`gc.freeze()`): later collections walk only what is newer (pauses stayed under
 65 ms in the same test).

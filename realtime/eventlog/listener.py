@@ -1,7 +1,7 @@
 """The listener: a dedicated LISTEN connection, the sequencer and the event reader.
 
-Notifications are only doorbells (FACTS.md: a dropped LISTEN session misses them and nothing
-replays them); the event table is the log. So every path that could have missed a
+Notifications are only doorbells (a dropped LISTEN session misses them and nothing replays
+them: docs/design-notes.md); the event table is the log. So every path that could have missed a
 notification ends in the same place: read `rt_events` after the last position dispatched.
 After a reconnect, after a poll, after our own sequencer numbered something: read again.
 

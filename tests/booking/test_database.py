@@ -59,7 +59,7 @@ async def test_concurrent_raw_inserts_cannot_overlap(any_database_url):
             (f"2030-02-0{d}T00:00:00Z", f"2030-02-0{d + 2}T00:00:00Z", 1) for d in range(1, 4)])
     finally:
         await setup.close()
-    # Deadlocks are expected here (FACTS.md: ~1% with exclusion constraints); detect them fast.
+    # Deadlocks are expected here (~1% with exclusion constraints, docs/design-notes.md); detect them fast.
     pool = await asyncpg.create_pool(any_database_url, min_size=10, max_size=10,
                                      server_settings={"deadlock_timeout": "20ms"})
     outcomes: list[str] = []

@@ -1,4 +1,4 @@
-"""The demo widget in real headless Chromium against a real server (CONTRACT.md, "The demo widget").
+"""The demo widget (`GET /`, realtime/static/widget.js) in real headless Chromium against a real server.
 
 Each page is a separate browser context, that is a different person. The server is a subprocess;
 the restart test stops it and starts it again on the same port and database.

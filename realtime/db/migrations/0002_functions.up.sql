@@ -84,7 +84,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Rings the doorbell at most once per sequencer drain: a NOTIFY serializes commits on a
--- cluster-wide lock (FACTS.md), so the notification rate must not follow the booking rate.
+-- cluster-wide lock (docs/design-notes.md), so the notification rate must not follow the booking rate.
 -- SKIP LOCKED: if another transaction holds the doorbell row it is ringing right now, and
 -- waiting for its commit would queue every concurrent booking behind it.
 CREATE OR REPLACE FUNCTION rt_ring() RETURNS void

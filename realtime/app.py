@@ -26,9 +26,11 @@ from realtime.http.context import EXCEPTION_HANDLERS, RequestContext, direct_rou
 from realtime.http.routes import create_booking, create_hold
 from realtime.http.routes import routes as api_routes
 from realtime.http.system import STATIC, PublicStatic, healthz, index, metrics_endpoint, openapi, readyz
+from realtime.http.webhooks import routes as webhook_routes
 from realtime.ratelimit import buckets_for
 from realtime.settings import Settings
 from realtime.tasks import cancel_all, supervise
+from realtime.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("realtime.app")
 
@@ -74,8 +76,12 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         if keys is not None:
             await keys.refresh()  # before the first request: tokens verify from the start
             tasks.append(supervise("jwks", keys.run))
+        dispatcher = Dispatcher(pool, settings.webhooks_allow_private)
+        app.state.webhooks = dispatcher.store
         if channels is not None:
+            channels.listener.watchers.append(dispatcher.wake)
             await channels.start()
+        dispatcher.start()
         log.info("ready", extra={"auth": settings.auth_enabled,
                                  "channels": channels is not None})
         try:
@@ -83,6 +89,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         finally:
             if channels is not None:
                 await channels.stop()
+            await dispatcher.stop()
             await cancel_all(tasks)
             await pool.close()
             await app.state.rate_limits.close()
@@ -103,6 +110,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app = Starlette(
         routes=[
             *api_routes,
+            *webhook_routes,
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, name="metrics"),

@@ -89,6 +89,11 @@ class HoldNotFound(NotFound):
     default_message = "hold not found"
 
 
+class WebhookNotFound(NotFound):
+    code = "WEBHOOK_NOT_FOUND"
+    default_message = "webhook not found"
+
+
 class BookingConflict(RealtimeError):
     """Not enough available: carries `slot` (its state now) and `alternatives`."""
 

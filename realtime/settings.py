@@ -56,6 +56,7 @@ class Settings:
     ws_messages_per_second: float = 50.0
     ws_ping_interval: float = 20.0
     insecure: bool = False
+    webhooks_allow_private: bool = False
 
     @property
     def auth_enabled(self) -> bool:
@@ -89,4 +90,5 @@ class Settings:
             ws_messages_per_second=_float(e, "REALTIME_WS_RATE", 50.0),
             ws_ping_interval=_float(e, "REALTIME_WS_PING_INTERVAL", 20.0),
             insecure=e.get("REALTIME_INSECURE", "") in ("1", "true", "yes"),
+            webhooks_allow_private=e.get("REALTIME_WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         )

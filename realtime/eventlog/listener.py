@@ -74,6 +74,9 @@ class Listener:
         self._dsn = dsn
         self._on_events = on_events
         self._on_gap = on_gap
+        # Called (no arguments, must not block) after each batch of new events is dispatched:
+        # other readers of the log, such as the webhook dispatcher, wake on it.
+        self.watchers: list[Callable[[], None]] = []
         self._doorbell = asyncio.Event()
         self._wake_reader = asyncio.Event()
         self._woken_at = 0.0
@@ -266,6 +269,8 @@ class Listener:
             self.last_pos = events[-1].pos
             metrics.EVENTS_READ.inc(len(events))
             self._on_events(events, self.epoch, stamp)
+            for watcher in self.watchers:
+                watcher()
             if len(events) < BATCH:
                 return
 

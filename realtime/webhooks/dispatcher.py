@@ -1,0 +1,201 @@
+"""The webhook dispatcher: delivers each endpoint's events in log order, at least once.
+
+Every server process runs one. It wakes when the event reader has read new events (and every
+`POLL_SECONDS` for retries that fell due), asks the database which endpoints have something
+to deliver, and works on each under a lease (see migration 0003), so that two processes never
+deliver to one endpoint at once. For an endpoint it reads a batch of its events after its
+cursor, POSTs them one by one (each must be answered 2xx before the next is sent), and records
+the batch in one transaction: the cursor moves past what was delivered. A crash between a
+delivery and that record sends those events again: at least once, never lost, and receivers
+deduplicate by event id.
+
+A failed attempt (not 2xx, a redirect, a timeout of `ATTEMPT_TIMEOUT` s, a refused address)
+schedules the same event again with exponential backoff and jitter, capped at
+`MAX_BACKOFF`; later events of that endpoint wait behind it, other endpoints do not. An
+endpoint failing for `GIVE_UP_AFTER` is disabled, as is one whose next event was pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from realtime import __version__
+from realtime.db.pool import Pool
+from realtime.tasks import cancel_all, supervise
+from realtime.webhooks import metrics
+from realtime.webhooks.events import Delivery, delivery
+from realtime.webhooks.signing import sign
+from realtime.webhooks.store import WebhookStore
+from realtime.webhooks.targets import Refused, check_address
+
+log = logging.getLogger("realtime.webhooks")
+
+ATTEMPT_TIMEOUT = 10.0
+LEASE_SECONDS = 60.0  # > one attempt's timeout plus a batch's bookkeeping; renewed per batch
+BATCH = 100
+POLL_SECONDS = 1.0
+WORKERS = 16  # endpoints served at once by this process; a hanging one holds only its own
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 600.0
+GIVE_UP_AFTER = 3 * 24 * 3600.0
+PRUNE_EVERY = 600.0
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: doubling from 1 s, capped at 10 min, jittered
+    (so that a receiver coming back is not hit by every process at the same instant)."""
+    delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(attempt - 1, 20))
+    return random.uniform(delay / 2, delay)
+
+
+class Dispatcher:
+    def __init__(self, pool: Pool, allow_private: bool = False) -> None:
+        self.store = WebhookStore(pool)
+        self.allow_private = allow_private
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._busy: set[str] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        """New events were read: look for endpoints with something to deliver."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=ATTEMPT_TIMEOUT, follow_redirects=False, trust_env=False,
+            limits=httpx.Limits(max_connections=WORKERS * 2, max_keepalive_connections=WORKERS),
+            headers={"user-agent": f"realtime-webhooks/{__version__}",
+                     "content-type": "application/json"})
+        self._tasks = [supervise("webhooks", self._run), supervise("webhook-pruner", self._prune)]
+
+    async def stop(self) -> None:
+        await cancel_all(self._tasks)
+        workers = list(self._workers)
+        await cancel_all(workers)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            self._wake.clear()
+            free = WORKERS - len(self._busy)
+            if free <= 0:
+                continue
+            try:
+                due = await self.store.due(free + len(self._busy))
+            except Exception as exc:  # the database is away: try again at the next poll
+                log.warning("webhooks: cannot read due endpoints: %s", type(exc).__name__)
+                continue
+            for webhook_id in due:
+                if webhook_id in self._busy or len(self._busy) >= WORKERS:
+                    continue
+                self._busy.add(webhook_id)
+                task = asyncio.create_task(self._serve(webhook_id))
+                self._workers.add(task)
+                task.add_done_callback(self._workers.discard)
+
+    async def _serve(self, webhook_id: str) -> None:
+        try:
+            await self._deliver(webhook_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook %s: delivery failed unexpectedly", webhook_id)
+        finally:
+            self._busy.discard(webhook_id)
+            with contextlib.suppress(Exception):
+                await self.store.release(webhook_id, self.owner)
+            self._wake.set()  # it may have more, or others may be waiting for a worker
+
+    async def _deliver(self, webhook_id: str) -> None:
+        store, owner = self.store, self.owner
+        while True:
+            ep = await store.claim(webhook_id, owner, LEASE_SECONDS)
+            if ep is None:
+                return  # another process holds it, or it was disabled or deleted
+            events, last_pos, pruned_pos, epoch = await store.batch(
+                ep["cursor"], ep["vendor_id"], list(ep["events"]), BATCH)
+            if ep["cursor"] < pruned_pos:
+                await store.disable(webhook_id, owner, "events it had not received were pruned "
+                                    "(it failed for longer than the log keeps them)")
+                return
+            if not events:
+                await store.skip_to(webhook_id, owner, last_pos)
+                return
+            done: list[tuple[int, str, str, int]] = []  # (pos, event id, type, status code)
+            failure: tuple[Delivery, int | None, str] | None = None
+            for row in events:
+                item = delivery(row, epoch)
+                status, error = await self._attempt(ep["url"], ep["secret"], item)
+                if error is None and status is not None:
+                    done.append((item.pos, item.event_id, item.type, status))
+                    continue
+                failure = (item, status, error or f"HTTP {status}")
+                break
+            cursor = done[-1][0] if done else ep["cursor"]
+            if failure is None and len(events) < BATCH:
+                cursor = max(cursor, last_pos)  # nothing else of this endpoint's up to there
+            if done or cursor > ep["cursor"]:
+                if not await store.delivered(webhook_id, owner, cursor, done):
+                    return
+                metrics.DELIVERED.inc(len(done))
+            if failure is not None:
+                await self._failed(ep, *failure, first_of_batch=not done)
+                return
+            if len(events) < BATCH:
+                return
+
+    async def _attempt(self, url: str, secret: str, item: Delivery) -> tuple[int | None, str | None]:
+        """(status code, error or None when delivered)."""
+        assert self._client is not None
+        try:
+            await check_address(url, self.allow_private)
+            response = await self._client.post(url, content=item.body, headers={
+                "realtime-signature": sign(secret, item.body),
+                "realtime-event-id": item.event_id})
+        except Refused as exc:
+            return None, str(exc)
+        except httpx.TimeoutException:
+            return None, f"no answer within {ATTEMPT_TIMEOUT:g} s"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}"
+        if 200 <= response.status_code < 300:
+            return response.status_code, None
+        return response.status_code, f"HTTP {response.status_code}"
+
+    async def _failed(self, ep: Any, item: Delivery, status: int | None, error: str,
+                      first_of_batch: bool) -> None:
+        metrics.FAILED.inc()
+        # Attempts count failures of the event after the cursor; a batch that delivered some
+        # events first has a new head event, whose first failure this is.
+        attempts = (ep["attempts"] if first_of_batch else 0) + 1
+        since = ep["failing_since"] if first_of_batch else None
+        failing_for = time.time() - since.timestamp() if since is not None else 0.0
+        reason = None
+        if failing_for >= GIVE_UP_AFTER:
+            reason = f"failing for more than 3 days (last: {error})"
+        log.info("webhook delivery failed", extra={
+            "webhook": ep["id"], "event": item.event_id, "attempt": attempts, "error": error})
+        await self.store.failed(ep["id"], self.owner, item.pos, item.event_id, item.type, status,
+                                None if reason else backoff(attempts), reason)
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            with contextlib.suppress(Exception):
+                await self.store.prune_deliveries()

@@ -27,8 +27,8 @@ from realtime.http.routes import create_booking, create_hold
 from realtime.http.routes import routes as api_routes
 from realtime.http.system import STATIC, PublicStatic, healthz, index, metrics_endpoint, openapi, readyz
 from realtime.http.webhooks import routes as webhook_routes
-from realtime.ratelimit import buckets_for
 from realtime.settings import Settings
+from realtime.shared import shared_for
 from realtime.tasks import cancel_all, supervise
 from realtime.webhooks.dispatcher import Dispatcher
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
                          "PostgreSQL; when running the app directly, set it yourself)")
     holder: dict[str, Any] = {}
     access = Access(settings)
+    shared = shared_for(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         app.state.pool = pool
         app.state.booking = booking
         app.state.events = EventLog(pool)
-        channels = ChannelRuntime(settings, pool, booking, settings.database_url, access)
+        channels = ChannelRuntime(settings, pool, booking, settings.database_url, access,
+                                  shared.presence)
         app.state.channels = channels
         holder["channels"] = channels
         tasks = [supervise("hold-sweeper", lambda: sweep_forever(
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         if keys is not None:
             await keys.refresh()  # before the first request: tokens verify from the start
             tasks.append(supervise("jwks", keys.run))
+        if shared.redis is not None:
+            tasks.append(supervise("redis", shared.redis.watch))
         dispatcher = Dispatcher(pool, settings.webhooks_allow_private)
         app.state.webhooks = dispatcher.store
         if channels is not None:
@@ -92,7 +96,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             await dispatcher.stop()
             await cancel_all(tasks)
             await pool.close()
-            await app.state.rate_limits.close()
+            await shared.close()
 
     class WsEndpoint:
         # A class instance, not a function: Starlette treats it as raw ASGI instead of
@@ -125,8 +129,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     )
     app.state.settings = settings
     app.state.access = access
-    app.state.rate_limits = buckets_for(settings.redis_url, settings.rate_limit_per_second,
-                                        settings.rate_limit_burst)
+    app.state.shared = shared
+    app.state.rate_limits = shared.rate_limits
     app.state.channels = None
     direct = direct_routes(app.routes, (create_booking, create_hold, healthz))
     return RequestContext(app, direct, cors=bool(settings.allowed_origins))

@@ -56,12 +56,12 @@ def _claims() -> list[tuple[str, str]]:
 
     from realtime.booking import gate
     from realtime.channels import connection, protocol, runtime, writer
-    from realtime.channels.presence.redis import RedisPresence
     from realtime.channels.subscriber import Subscriber
     from realtime.eventlog import listener, store
     from realtime.http import responses
     from realtime.loadtest import options as runner
     from realtime.settings import Settings
+    from realtime.shared.presence import RedisPresence
 
     defaults = Settings()
     ttl = inspect.signature(RedisPresence.__init__).parameters["ttl"].default

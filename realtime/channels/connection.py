@@ -38,8 +38,8 @@ from realtime.errors import (
     RateLimited,
     Unauthorized,
 )
-from realtime.ratelimit import TokenBucket
 from realtime.settings import Settings
+from realtime.shared.ratelimit import TokenBucket
 
 
 class Host(Protocol):

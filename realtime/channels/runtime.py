@@ -25,7 +25,6 @@ from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
 from realtime.channels.connection import Connection
 from realtime.channels.hub import Hub
-from realtime.channels.presence import PresenceBackend, presence_for
 from realtime.channels.protocol import ClientMessage
 from realtime.channels.session import Session
 from realtime.channels.subscriber import Subscriber
@@ -37,6 +36,7 @@ from realtime.eventlog.events import Event
 from realtime.eventlog.listener import Listener
 from realtime.eventlog.store import EventLog
 from realtime.settings import Settings
+from realtime.shared.presence import MemoryPresence, PresenceBackend
 from realtime.tasks import cancel_all, supervise
 
 log = logging.getLogger("realtime.channels")
@@ -61,7 +61,7 @@ class ChannelRuntime:
         self.access = access or Access(settings)
         self.pool = pool
         self.booking = booking
-        self.presence: PresenceBackend = presence or presence_for(settings.redis_url)
+        self.presence: PresenceBackend = presence or MemoryPresence()
         self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
         self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
         self.session = Session(settings, self.access, self.hub, EventLog(pool), booking,

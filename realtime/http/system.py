@@ -38,6 +38,8 @@ async def readyz(request: Request) -> Response:
         down["jwks"] = jwks_down
     if jwks_degraded:
         degraded["jwks"] = jwks_degraded
+    if (redis := request.app.state.shared.degraded()) is not None:
+        degraded["redis"] = redis
     if down:
         err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
                               down=down)

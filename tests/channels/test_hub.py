@@ -7,10 +7,10 @@ import asyncio
 import orjson
 
 from realtime.channels.hub import Hub, Subscriber
-from realtime.channels.presence.memory import MemoryPresence
 from realtime.errors import CLOSE_OVERLOAD
 from realtime.eventlog.cursor import encode
 from realtime.eventlog.events import Event
+from realtime.shared.presence import MemoryPresence
 
 V = "v1"
 S = "s1"

@@ -6,14 +6,15 @@ import asyncio
 
 import pytest
 
-from realtime.channels.presence.redis import RedisPresence
+from realtime.shared.link import RedisLink
+from realtime.shared.presence import RedisPresence
 
 pytestmark = pytest.mark.redis
 
 
 async def test_totals_span_processes_and_clean_exit_is_immediate(redis_url):
     """Two processes' subscribers add up; a clean close removes its share at once."""
-    a, b = RedisPresence(redis_url, ttl=5), RedisPresence(redis_url, ttl=5)
+    a, b = RedisPresence(RedisLink(redis_url), ttl=5), RedisPresence(RedisLink(redis_url), ttl=5)
     try:
         a.changed("service:x", +1)
         assert await a.poll() == {"service:x": 1}
@@ -26,11 +27,14 @@ async def test_totals_span_processes_and_clean_exit_is_immediate(redis_url):
         assert await a.poll() == {"service:x": 1}
     finally:
         await a.close()
+        await a._link.close()
+        await b._link.close()
 
 
 async def test_a_crashed_process_stops_counting_after_its_ttl(redis_url):
     """A process that dies without cleaning up (kill -9 in a deploy) is no zombie."""
-    survivor, crashed = RedisPresence(redis_url, ttl=0.5), RedisPresence(redis_url, ttl=0.5)
+    survivor = RedisPresence(RedisLink(redis_url), ttl=0.5)
+    crashed = RedisPresence(RedisLink(redis_url), ttl=0.5)
     try:
         crashed.changed("vendor:v", +2)
         await crashed.poll()
@@ -41,11 +45,15 @@ async def test_a_crashed_process_stops_counting_after_its_ttl(redis_url):
         assert await survivor.poll() == {"vendor:v": 1}
     finally:
         await survivor.close()
+        await survivor._link.close()
 
 
 async def test_redis_down_falls_back_to_local_counts():
     """With Redis unreachable, presence still counts this process's subscribers."""
-    presence = RedisPresence("redis://127.0.0.1:1/0", ttl=1)
+    link = RedisLink("redis://127.0.0.1:1/0")
+    presence = RedisPresence(link, ttl=1)
     presence.changed("service:y", +2)
     assert await presence.poll() == {"service:y": 2}
+    assert not link.up and link.degraded() is not None
     await presence.close()
+    await link.close()

@@ -1,14 +1,12 @@
-"""Token buckets keyed by client: in the process, or in Redis when REDIS_URL is set so that
-every server process draws from the same bucket."""
+"""Token buckets keyed by client: in the process, or in Redis (REDIS_URL) so that every server
+process draws from the same bucket."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
-from typing import Any
 
-log = logging.getLogger("realtime.ratelimit")
+from realtime.shared.link import RedisLink
 
 
 class TokenBucket:
@@ -85,34 +83,23 @@ return tostring(wait)
 
 
 class RedisTokenBuckets(TokenBuckets):
-    """The same buckets kept in Redis. If Redis fails, requests are allowed (and logged):
-    a rate limiter must not take bookings down with it."""
+    """The same buckets kept in Redis, so that every process draws from one bucket per client.
+    If Redis does not answer, the buckets of this process decide instead: a rate limiter must
+    not take bookings down with it, nor stop limiting."""
 
-    def __init__(self, url: str, rate: float, burst: int) -> None:
+    def __init__(self, link: RedisLink, rate: float, burst: int) -> None:
         super().__init__(rate, burst)
-        import redis.asyncio as aioredis
-
-        self._redis: Any = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._script = self._redis.register_script(_LUA)
-        self._warned_at = 0.0
+        self._link = link
+        self._script = link.client.register_script(_LUA)
 
     async def take(self, key: str) -> float:
         if not self.enabled:
             return 0.0
-        try:
-            return float(await self._script(keys=[f"rt:rl:{key}"], args=[self.rate, self.burst]))
-        except Exception as exc:
-            if time.monotonic() - self._warned_at > 10:
-                self._warned_at = time.monotonic()
-                log.warning("redis rate limiter unavailable; allowing requests",
-                            extra={"error": exc.__class__.__name__})
-            return 0.0
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
-def buckets_for(redis_url: str | None, rate: float, burst: int) -> TokenBuckets:
-    if redis_url and rate > 0:
-        return RedisTokenBuckets(redis_url, rate, burst)
-    return TokenBuckets(rate, burst)
+        if self._link.up:
+            try:
+                wait = float(await self._script(keys=[f"rt:rl:{key}"], args=[self.rate, self.burst]))
+            except Exception as exc:
+                self._link.failed(exc)
+            else:
+                return wait
+        return self.take_now(key)

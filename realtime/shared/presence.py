@@ -1,40 +1,75 @@
-"""Presence shared by every server process through Redis.
+"""Presence: subscriber counts per channel, in this process or across processes via Redis.
 
-Each process writes its own count per channel into a hash (`rt:presence:<channel>`, field =
-process id) and keeps a heartbeat key (`rt:presence:proc:<id>`) alive with a short TTL. A total
-only counts processes whose heartbeat is alive, so a process that crashed or was killed in a
-deploy stops counting within `ttl` seconds: no zombie presence (phoenixframework/phoenix#2306).
-A process that shuts down cleanly removes its entries at once.
+The hub calls `changed` synchronously on every join and leave (it never awaits on the fan-out
+path); once a second the channels layer calls `poll` for the channels whose total changed.
 
-The fan-out path only touches local counters (`changed` never awaits); Redis is read and written
-once per `poll`, in one pipeline. If Redis is unreachable, counts fall back to this process's own
-until it answers again.
+Through Redis, each process writes its own count per channel into a hash
+(`rt:presence:<channel>`, field = process id) and keeps a heartbeat key
+(`rt:presence:proc:<id>`) alive with a short TTL. A total only counts processes whose heartbeat
+is alive, so a process that crashed or was killed in a deploy stops counting within `ttl`
+seconds: no zombie presence. A process that shuts down cleanly removes its entries at once.
+Redis is read and written once per `poll`, in one pipeline; if it does not answer, counts fall
+back to this process's own until it does.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
-from typing import Any
+from typing import Protocol
 
-log = logging.getLogger("realtime.channels.presence")
+from realtime.shared.link import RedisLink
 
 PREFIX = "rt:presence:"
+# A SIGKILLed process leaves the counts within TTL + one poll (1 s): under 5 s.
+TTL = 3.0
+
+
+class PresenceBackend(Protocol):
+    def changed(self, channel: str, delta: int) -> None: ...
+
+    async def poll(self) -> dict[str, int]: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryPresence:
+    """Counts in this process only: right for one server process."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        # Bounded by the number of channels with subscribers (or that just lost their last).
+        self._dirty: set[str] = set()
+
+    def changed(self, channel: str, delta: int) -> None:
+        count = self._counts.get(channel, 0) + delta
+        if count > 0:
+            self._counts[channel] = count
+        else:
+            self._counts.pop(channel, None)
+        self._dirty.add(channel)
+
+    def count(self, channel: str) -> int:
+        return self._counts.get(channel, 0)
+
+    async def poll(self) -> dict[str, int]:
+        dirty, self._dirty = self._dirty, set()
+        return {channel: self._counts.get(channel, 0) for channel in dirty}
+
+    async def close(self) -> None:
+        self._dirty.clear()
 
 
 class RedisPresence:
-    def __init__(self, url: str, ttl: float = 10.0, process_id: str | None = None) -> None:
-        import redis.asyncio as aioredis
+    """Counts across every process that shares the Redis."""
 
-        self._redis: Any = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1,
-                                             decode_responses=True)
+    def __init__(self, link: RedisLink, ttl: float = TTL, process_id: str | None = None) -> None:
+        self._link = link
+        self._redis = link.client
         self.process_id = process_id or uuid.uuid4().hex[:16]
         self.ttl = ttl
         self._local: dict[str, int] = {}
         self._dirty: set[str] = set()  # local counts not yet written to Redis
         self._totals: dict[str, int] = {}  # last totals reported, for channels with local subscribers
-        self._warned_at = 0.0
 
     def changed(self, channel: str, delta: int) -> None:
         count = self._local.get(channel, 0) + delta
@@ -54,11 +89,10 @@ class RedisPresence:
             totals = await self._sync(dirty, watched)
         except Exception as exc:
             self._dirty |= dirty  # write them next time
-            if time.monotonic() - self._warned_at > 10:
-                self._warned_at = time.monotonic()
-                log.warning("redis presence unavailable; counting this process only",
-                            extra={"error": exc.__class__.__name__})
+            self._link.failed(exc)
             totals = {channel: self._local.get(channel, 0) for channel in watched}
+        else:
+            self._link.ok()
         changed = {ch: n for ch, n in totals.items() if self._totals.get(ch) != n}
         for channel in dirty - set(totals):
             if channel in self._totals:  # nobody local watches it any more
@@ -93,16 +127,14 @@ class RedisPresence:
         return totals
 
     async def close(self) -> None:
+        """Remove this process's counts now (a clean exit leaves nothing to expire)."""
         try:
             pipe = self._redis.pipeline(transaction=False)
             for channel in self._local:
                 pipe.hdel(PREFIX + channel, self.process_id)
             pipe.delete(f"{PREFIX}proc:{self.process_id}")
             await pipe.execute()
-        except Exception:
-            log.warning("could not remove this process's presence from redis; it expires in %ss",
-                        self.ttl)
+        except Exception as exc:
+            self._link.failed(exc)
         finally:
             self._local.clear()
-            await self._redis.aclose()
-

@@ -537,7 +537,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print("latency", lat, flush=True)
         # Last, so that the memory figures above are of idle sockets, not of what an overload
         # left behind: the 5k subscribers of the hot channel, the others open and idle.
-        floor_rate = 64000  # frames/s per core for broadcast() (FACTS.md); owe far more
+        floor_rate = 64000  # frames/s per core for a bare broadcast() loop; owe far more
         hot_subs = latency_at[-1]
         rate = max(5.0, 10 * floor_rate / hot_subs)
         sustained = await sustained_phase(dsn, workers, hot["slots"][1:], seconds, rate)
@@ -635,7 +635,7 @@ collections during the phase and their total pause.
 Target: p99 under 150 ms at 5,000 subscribers. Where the time goes: from the commit to the
 start of the dispatch takes 2-4 ms (doorbell, sequencer, one read of the log); then nearly all
 of it is the kernel's loopback `write`s (py-spy, 5k phase: 66% of the server's samples on the
-`os.write` line; about 25 µs each on this virtual machine, where FACTS.md assumed 15 µs),
+`os.write` line; about 25 µs each on this virtual machine, against the 15 µs the design assumed),
 which is why large channels are written from two threads, and the subscriber processes, which
 need the same two cores to read what was written. The figures therefore depend on what else
 runs on the machine (see the load average above).

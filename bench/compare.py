@@ -25,12 +25,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +37,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `realtime` and `bench` importable
     sys.path.insert(0, str(ROOT))
 
+from bench.lib import pg, server  # noqa: E402
+from bench.lib.cpu import proc_cpu, proc_rss_kib  # noqa: E402
+from bench.lib.net import free_port  # noqa: E402
+from bench.lib.peers_report import fmt, markdown, plots, row_figures, write_markdown  # noqa: E402
+from realtime.db.connect import dsn_for_database  # noqa: E402
+
 PY = sys.executable
-ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = pg.admin_dsn()
 
 SERVERS: dict[str, dict[str, Any]] = {
     "realtime": {"cmd": [PY, "-m", "realtime", "serve"], "protocol": "native", "migrate": True,
@@ -51,6 +54,7 @@ SERVERS: dict[str, dict[str, Any]] = {
     "broadcaster": {"cmd": [PY, "-m", "bench.peers.broadcaster_server"], "protocol": "native",
                     "migrate": False, "label": "Starlette + broadcaster (postgres)"},
 }
+LABELS = {name: spec["label"] for name, spec in SERVERS.items()}
 
 # name, sockets, loadtest options. The same for every server.
 # The fan-out rate offers 20k, 100k and 200k updates/s: more than one server process delivers
@@ -75,46 +79,6 @@ COMMON = ["--drain-timeout", "20", "--connect-timeout", "30", "--json", "--quiet
 RUN_BOUND = 150.0  # one loadtest run; a server that hangs cannot stall the comparison
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def dsn_for(name: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def proc_rss_kib(pid: int, field: str = "VmRSS") -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 class Server:
     def __init__(self, name: str, log_dir: Path) -> None:
         self.name = name
@@ -126,46 +90,30 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": dsn_for(self.db), "REALTIME_RATE_LIMIT": "0",
-                "LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+        return server.server_env(dsn_for_database(ADMIN_DSN, self.db), {"PYTHONPATH": str(ROOT)})
 
     def create_db(self) -> None:
         self.log_path.write_bytes(b"")  # one log per comparison, appended across workloads
-        asyncio.run(_admin(f'CREATE DATABASE "{self.db}"'))
+        asyncio.run(pg.create_database(ADMIN_DSN, self.db))
         if self.spec["migrate"]:
             subprocess.run([PY, "-m", "realtime", "migrate"], env=self.env(), cwd=ROOT,
                            check=True, capture_output=True, timeout=120)
 
     def drop_db(self) -> None:
         with contextlib.suppress(Exception):
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
+            asyncio.run(pg.drop_databases(ADMIN_DSN, self.db))
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # the child keeps its own copy of the descriptor
-        self.proc = subprocess.Popen([*self.spec["cmd"], "--port", str(self.port)],
-                                     env=self.env(), cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 60
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = server.start(self.port, self.env(), log=log, argv=self.spec["cmd"])
         path = "/readyz" if self.name == "realtime" else "/healthz"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + path, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready in 60s")
+        try:
+            asyncio.run(server.until_ready(self.proc, self.port, path))
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}: {self.log_path.read_text()[-2000:]}") from None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        server.stop(self.proc, within=10)
         self.proc = None
 
 
@@ -173,7 +121,7 @@ def run_workload(server: Server, name: str, sockets: int, opts: list[str],
                  bound: float) -> dict[str, Any]:
     assert server.proc is not None
     pid = server.proc.pid
-    cpu0 = proc_cpu_seconds(pid)
+    cpu0 = proc_cpu(pid) or 0.0
     rss0 = proc_rss_kib(pid)
     cmd = [PY, "-m", "realtime", "loadtest", "--url", server.url, "--sockets", str(sockets),
            "--protocol", str(server.spec["protocol"]), *opts, *COMMON]
@@ -191,219 +139,11 @@ def run_workload(server: Server, name: str, sockets: int, opts: list[str],
     except ValueError:
         result["report"] = None
         result["stderr"] = stderr[-2000:]
-    result["server_cpu_seconds"] = round(proc_cpu_seconds(pid) - cpu0, 2)
+    result["server_cpu_seconds"] = round((proc_cpu(pid) or 0.0) - cpu0, 2)
     result["server_rss_kib_before"] = rss0
     result["server_peak_rss_kib"] = proc_rss_kib(pid, "VmHWM")
     return result
 
-
-# -- output ----------------------------------------------------------------------------------
-
-
-def _get(r: Any, *path: str, default: Any = None) -> Any:
-    cur = r
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return default
-        cur = cur[p]
-    return cur
-
-
-def row_figures(res: dict[str, Any]) -> dict[str, Any]:
-    rep = res.get("report")
-    d = _get(rep, "delivery", default={}) or {}
-    return {
-        "eps": d.get("events_per_second"),
-        "p50": _get(d, "latency", "p50_ms"),
-        "p99": _get(d, "latency", "p99_ms"),
-        "max": _get(d, "latency", "max_ms"),
-        "lost": d.get("lost"),
-        "dup": d.get("duplicated"),
-        "ooo": d.get("out_of_order"),
-        "connected": _get(rep, "connect", "connected"),
-        "ramp": _get(rep, "connect", "ramp_seconds"),
-        "booked": _get(rep, "bookings", "succeeded"),
-        "book_rate": _get(rep, "bookings", "achieved_rate"),
-        "book_p99": _get(rep, "bookings", "http_latency", "p99_ms"),
-        "skipped": _get(rep, "bookings", "skipped_in_flight_limit"),
-        "errors": sum((_get(rep, "bookings", "errors", default={}) or {}).values())
-        + (d.get("unexpected_closes") or 0) + (d.get("error_frames") or 0),
-        "storm": _get(rep, "reconnect", "storm_seconds"),
-        "storm_p99": _get(rep, "reconnect", "latency", "p99_ms"),
-        "cpu": res.get("server_cpu_seconds"),
-        # Peak growth over the fresh process's size, per subscriber: sockets plus whatever
-        # backlog the server buffered for them, so an upper bound of the per-socket cost.
-        "kib_per_socket": round((res["server_peak_rss_kib"] - res["server_rss_kib_before"])
-                                / rep["workload"]["sockets"], 1)
-        if rep is not None and res.get("server_peak_rss_kib") else None,
-        "failed": rep is None,
-    }
-
-
-def _fmt(v: Any, digits: int = 0) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _ratio(a: Any, b: Any, invert: bool = False) -> str:
-    try:
-        if invert:
-            a, b = b, a
-        return f"{float(a) / float(b):.2f}x" if b else "—"
-    except (TypeError, ValueError):
-        return "—"
-
-
-def _why(res: dict[str, Any]) -> str:
-    text = res.get("skipped") or res.get("error") or ""
-    if not text:
-        lines = (res.get("stderr") or "run failed").strip().splitlines()
-        text = lines[-1] if lines else "run failed"
-    return text.replace("|", "/")[:100]
-
-
-def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    servers = meta["servers"]
-    workloads = meta["workloads"]
-    raw = {(r["server"], r["workload"]): r for r in results}
-    by = {k: row_figures(r) for k, r in raw.items()}
-    out = [
-        f"Run {meta['started']} on {meta['machine']}; `{meta['command']}`; "
-        f"{meta['wall_seconds']:.0f} s wall; load average before the run "
-        f"{meta.get('loadavg_before', '?')}. Raw JSON: `{meta['json']}`.",
-        "",
-        "| workload | server | delivered/s | p50 ms | p99 ms | max ms | lost | dup | disorder "
-        "| connect ramp s | booked (/s) | booking p99 ms | skipped | errors | server CPU s "
-        "| server KiB/socket |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for w in workloads:
-        for s in servers:
-            f = by.get((s, w))
-            if f is None:
-                continue
-            if f["failed"]:
-                out.append(f"| {w} | {s} | failed: {_why(raw[(s, w)])} ||||||||||||||")
-                continue
-            out.append(
-                f"| {w} | {s} | {_fmt(f['eps'])} | {_fmt(f['p50'], 1)} | {_fmt(f['p99'], 1)} "
-                f"| {_fmt(f['max'], 1)} | {_fmt(f['lost'])} | {_fmt(f['dup'])} | {_fmt(f['ooo'])} "
-                f"| {_fmt(f['ramp'], 1)} | {_fmt(f['booked'])} ({_fmt(f['book_rate'], 0)}) "
-                f"| {_fmt(f['book_p99'], 1)} | {_fmt(f['skipped'])} | {_fmt(f['errors'])} "
-                f"| {_fmt(f['cpu'], 1)} | {_fmt(f['kib_per_socket'], 1)} |"
-            )
-    if "realtime" in servers:
-        peers = [s for s in servers if s != "realtime"]
-        out += ["", "Ratios of this project to each peer: throughput (delivered/s, ours / "
-                "theirs) and p99 delivery latency (theirs / ours); above 1 means we are ahead.",
-                "", "| workload | " + " | ".join(f"throughput vs {p} | p99 vs {p}" for p in peers)
-                + " |", "|---|" + "---:|" * (2 * len(peers))]
-        for w in workloads:
-            me = by.get(("realtime", w))
-            if me is None:
-                continue
-            cells = []
-            for p in peers:
-                other = by.get((p, w)) or {}
-                cells += [_ratio(me["eps"], other.get("eps")),
-                          _ratio(me["p99"], other.get("p99"), invert=True)]
-            out.append(f"| {w} | " + " | ".join(cells) + " |")
-    storms = [(s, by.get((s, "storm-2k"))) for s in servers]
-    if any(f and f["storm"] is not None for _, f in storms):
-        out += ["", "Reconnect storm (every socket drops at once and resubscribes; ours "
-                "resumes from its cursor, the peers send a fresh snapshot):", ""]
-        for s, f in storms:
-            if f and f["storm"] is not None:
-                out.append(f"- {s}: all back in {f['storm']:.1f} s, per-socket p99 "
-                           f"{_fmt(f['storm_p99'], 0)} ms, lost {f['lost']}, "
-                           f"duplicated {f['dup']}, out of order {f['ooo']}")
-    return "\n".join(out)
-
-
-def plots(results: list[dict[str, Any]], meta: dict[str, Any], img: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from realtime.loadtest.stats import Histogram
-
-    img.mkdir(parents=True, exist_ok=True)
-    written = []
-    panels = [w for w in meta["workloads"] if w != "storm-2k"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), sharey=True,
-                             squeeze=False)
-    for ax, w in zip(axes[0], panels, strict=True):
-        for r in results:
-            if r["workload"] != w or not r.get("report"):
-                continue
-            h = Histogram.from_dict(r["report"]["histograms"]["latency"])
-            if h.count == 0:
-                continue
-            xs, ys = zip(*h.cdf(), strict=True)
-            ax.plot([x * 1e3 for x in xs], ys, label=SERVERS[r["server"]]["label"])
-        ax.set_xscale("log")
-        ax.set_title(w)
-        ax.set_xlabel("delivery latency, ms (log)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("fraction of deliveries")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Delivery latency distributions (booking request sent -> subscriber receipt)")
-    fig.tight_layout()
-    path = img / "peers-latency-cdf.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(str(path.relative_to(ROOT)))
-
-    fanouts = [w for w in meta["workloads"] if w.startswith("fanout")]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for s in meta["servers"]:
-        pts = [(r["report"]["workload"]["sockets"], row_figures(r)) for r in results
-               if r["server"] == s and r["workload"] in fanouts and r.get("report")]
-        pts.sort(key=lambda p: p[0])
-        if not pts:
-            continue
-        xs = [p[0] for p in pts]
-        ax1.plot(xs, [p[1]["eps"] or 0 for p in pts], marker="o", label=SERVERS[s]["label"])
-        ax2.plot(xs, [p[1]["p99"] or 0 for p in pts], marker="o", label=SERVERS[s]["label"])
-    ax1.set_title("Delivered updates per second vs subscribers")
-    ax1.set_xlabel("subscribers")
-    ax1.set_ylabel("updates/s")
-    ax2.set_title("p99 delivery latency vs subscribers")
-    ax2.set_xlabel("subscribers")
-    ax2.set_ylabel("ms (log)")
-    ax2.set_yscale("log")
-    for ax in (ax1, ax2):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = img / "peers-throughput.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(str(path.relative_to(ROOT)))
-    return written
-
-
-BEGIN = "<!-- bench.compare:begin -->"
-END = "<!-- bench.compare:end -->"
-
-
-def write_markdown(doc: Path, table: str, images: list[str]) -> None:
-    body = table + "\n\n" + "\n".join(
-        f"![{Path(i).stem}]({os.path.relpath(ROOT / i, doc.parent)})" for i in images
-    )
-    block = f"{BEGIN}\n{body}\n{END}"
-    text = doc.read_text() if doc.exists() else f"# Benchmarks against peers\n\n{BEGIN}\n{END}\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text += "\n" + block + "\n"
-    doc.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown(data["results"], data["meta"])
         print(table)
         write_markdown(Path(args.doc), table, plots(data["results"], data["meta"],
-                                                    ROOT / "docs" / "img"))
+                                                    ROOT / "docs" / "img", LABELS))
         return 0
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in servers:
@@ -466,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 f = row_figures(res)
                 print(f"   {s:<11} {name:<11} {sockets:>6} sockets: delivered/s "
-                      f"{_fmt(f['eps'])}, p99 {_fmt(f['p99'], 1)} ms, lost {f['lost']}, dup "
+                      f"{fmt(f['eps'])}, p99 {fmt(f['p99'], 1)} ms, lost {f['lost']}, dup "
                       f"{f['dup']}, disorder {f['ooo']}, exit {res.get('exit')} "
                       f"({res.get('wall_seconds')}s)", file=sys.stderr, flush=True)
                 results.append(res)
@@ -493,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results, meta)
     print(table)
     if not args.no_doc:
-        images = plots(results, meta, ROOT / "docs" / "img")
+        images = plots(results, meta, ROOT / "docs" / "img", LABELS)
         write_markdown(Path(args.doc), table, images)
     print(f"\n{wall:.0f}s; raw JSON in {json_path.relative_to(ROOT)}", file=sys.stderr)
     return 0

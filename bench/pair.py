@@ -26,15 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -42,29 +39,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.booking import _postgres_cpu, _proc_cpu, free_port, require_loopback  # noqa: E402
+from bench.lib import pg, server  # noqa: E402
+from bench.lib.cpu import postgres_cpu, proc_cpu  # noqa: E402
+from bench.lib.load import booking_requests  # noqa: E402
+from bench.lib.net import free_port, require_loopback  # noqa: E402
+from bench.lib.stats import percentile  # noqa: E402
 from realtime.db.connect import dsn_for_database as dsn_for  # noqa: E402
 from realtime.db.migrate import migrate  # noqa: E402
+from realtime.loadtest.http import Connection, Response  # noqa: E402
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SLOTS = 1000
 CAPACITY = 1_000_000
 CONNECTIONS = 32
 
 
-def start_server(env: dict[str, str], port: int, source: Path = ROOT) -> subprocess.Popen[bytes]:
-    # `python -m` puts the working directory first on sys.path: it decides which code runs.
-    return subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", str(port)],
-                            cwd=source, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
 async def make_template(admin: str, name: str) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await pg.create_database(admin, name)
     dsn = dsn_for(admin, name)
     await migrate(dsn, echo=lambda _line: None)
     conn = await asyncpg.connect(dsn)
@@ -89,66 +79,42 @@ async def make_template(admin: str, name: str) -> None:
         await conn.close()
 
 
-async def drop(admin: str, names: list[str]) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        for name in names:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def booking_request(slot: str, customer: str) -> bytes:
-    body = json.dumps({"slot_id": slot, "customer_id": customer}).encode()
-    return (b"POST /api/bookings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
-            b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """(head, body) of one HTTP/1.1 response with a content-length."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    i = head.lower().index(b"content-length:")
-    return head, await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
-
-
 async def one_connection(port: int, stop: float, requests: list[bytes], lat: list[float]) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """Bookings back to back on one keep-alive connection until `stop`; the 201s."""
+    conn = await Connection("127.0.0.1", port).open()
     booked = 0
+    sent = 0.0
+
+    def next_request(resp: Response | None) -> bytes | None:
+        nonlocal booked, sent
+        now = time.monotonic()
+        if resp is not None and resp.status == 201:
+            booked += 1
+            lat.append(now - sent)
+        if now >= stop:
+            return None
+        sent = now
+        return random.choice(requests)
+
     try:
-        while time.monotonic() < stop:
-            t = time.perf_counter()
-            writer.write(random.choice(requests))
-            head, _ = await read_response(reader)
-            if head.startswith(b"HTTP/1.1 201"):
-                booked += 1
-                lat.append(time.perf_counter() - t)
+        await conn.cycle(next_request)
     finally:
-        writer.close()
+        conn.close()
     return booked
-
-
-async def post(port: int, request: bytes) -> dict[str, Any]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        _, body = await read_response(reader)
-        answer: dict[str, Any] = json.loads(body)
-        return answer
-    finally:
-        writer.close()
 
 
 async def probe(port: int, service: str, slot: str, stop: float, out: list[float]) -> None:
     """Books `slot` every 50 ms; the time from each 201 to its frame on a subscribed socket."""
     import websockets
 
-    request = booking_request(slot, "probe")
+    http = Connection("127.0.0.1", port)
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "subscribe", "id": "p", "channel": f"service:{service}"}))
         while json.loads(await ws.recv())["type"] != "subscribed":
             pass
         while time.monotonic() < stop:
-            answer = await post(port, request)
+            answer = (await http.request("POST", "/api/bookings", {
+                "slot_id": slot, "customer_id": "probe"})).json()
             t = time.perf_counter()
             if "slot" not in answer:
                 continue
@@ -160,6 +126,7 @@ async def probe(port: int, service: str, slot: str, stop: float, out: list[float
                     break
             out.append(time.perf_counter() - t)
             await asyncio.sleep(0.05)
+    http.close()
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -170,12 +137,8 @@ async def run(args: argparse.Namespace) -> None:
     servers: list[subprocess.Popen[bytes]] = []
     try:
         await make_template(args.admin_dsn, template)
-        conn = await asyncpg.connect(args.admin_dsn)
-        try:
-            for name in names:
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        finally:
-            await conn.close()
+        for name in names:
+            await pg.create_database(args.admin_dsn, name, template=template)
         conn = await asyncpg.connect(dsn_for(args.admin_dsn, template))
         try:
             order = "DESC LIMIT 1" if args.workload == "hot" else ""
@@ -190,26 +153,20 @@ async def run(args: argparse.Namespace) -> None:
         ports = []
         for name, variant in zip(names, args.variants, strict=True):
             port = free_port()
-            env = {**os.environ, "DATABASE_URL": dsn_for(args.admin_dsn, name),
-                   "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "warning"}
             words = variant.split()
             sources = [ROOT / w[1:] for w in words if w.startswith("@")]  # ROOT / "/abs" is /abs
-            env.update(w.split("=", 1) for w in words if not w.startswith("@"))
+            extra = dict(w.split("=", 1) for w in words if not w.startswith("@"))
             source = sources[-1] if sources else ROOT
             if not (source / "realtime" / "__main__.py").exists():
                 raise SystemExit(f"{source} is not a source tree of this project")
-            servers.append(start_server(env, port, source))
+            env = server.server_env(dsn_for(args.admin_dsn, name), extra)
+            servers.append(server.start(port, env, source=source))
             ports.append(port)
-        for port in ports:
-            for _ in range(200):
-                try:
-                    _, w = await asyncio.open_connection("127.0.0.1", port)
-                    w.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        for proc, port in zip(servers, ports, strict=True):
+            await server.until_ready(proc, port)
         await asyncio.sleep(1.0)
-        requests = [booking_request(slot, "pair") for slot in slots]
+        requests = [[r.encode("latin-1") for r in booking_requests(port, slots, "pair")]
+                    for port in ports]
         n = len(ports)
         booked = [0] * n
         server_cpu, pg_cpu = [0.0] * n, [0.0] * n
@@ -218,15 +175,15 @@ async def run(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
             for k in (range(n) if r % 2 == 0 else reversed(range(n))):
-                s0, p0 = _proc_cpu(servers[k].pid) or 0.0, _postgres_cpu()
+                s0, p0 = proc_cpu(servers[k].pid) or 0.0, postgres_cpu()
                 stop = time.monotonic() + args.burst
                 counts, _ = await asyncio.gather(
-                    asyncio.gather(*(one_connection(ports[k], stop, requests, lats[k])
+                    asyncio.gather(*(one_connection(ports[k], stop, requests[k], lats[k])
                                      for _ in range(CONNECTIONS))),
                     probe(ports[k], probe_service, probe_slot, stop, delays[k])
                     if args.probe else asyncio.sleep(0))
-                server_cpu[k] += (_proc_cpu(servers[k].pid) or 0.0) - s0
-                pg_cpu[k] += sum(v - p0[pid] for pid, v in _postgres_cpu().items() if pid in p0)
+                server_cpu[k] += (proc_cpu(servers[k].pid) or 0.0) - s0
+                pg_cpu[k] += sum(v - p0[pid] for pid, v in postgres_cpu().items() if pid in p0)
                 booked[k] += sum(counts)
                 await asyncio.sleep(0.2)
         print(" " * 30, end="\r")
@@ -236,24 +193,16 @@ async def run(args: argparse.Namespace) -> None:
         for k, variant in enumerate(args.variants):
             lat = sorted(lats[k])
             per = 1e6 / max(1, booked[k])
-            p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
-            p99 = lat[int(len(lat) * 0.99)] * 1e3 if lat else float("nan")
+            p50, p99 = percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3
             delay = sorted(delays[k])
-            d50 = delay[len(delay) // 2] * 1e3 if delay else float("nan")
-            d90 = delay[int(len(delay) * 0.9)] * 1e3 if delay else float("nan")
+            d50, d90 = percentile(delay, 0.5) * 1e3, percentile(delay, 0.9) * 1e3
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
                   f"/s ({booked[k] / base:.2f}x)  server {server_cpu[k] * per:4.0f} µs  "
                   f"postgres {pg_cpu[k] * per:4.0f} µs per booking  "
                   f"p50 {p50:.1f} p99 {p99:.1f} ms  201->frame p50 {d50:.1f} p90 {d90:.1f} ms")
     finally:
-        for proc in servers:
-            proc.send_signal(signal.SIGTERM)
-        for proc in servers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        await drop(args.admin_dsn, [*names, template])
+        server.stop(*servers)
+        await pg.drop_databases(args.admin_dsn, *names, template)
 
 
 def main() -> None:
@@ -266,7 +215,7 @@ def main() -> None:
     ap.add_argument("--burst", type=float, default=1.5, help="seconds per turn")
     ap.add_argument("--no-probe", dest="probe", action="store_false",
                     help="no WebSocket probe (for a variant that broadcasts nothing)")
-    ap.add_argument("--admin-dsn", default=os.environ.get("BENCH_ADMIN_DSN", ADMIN_DSN))
+    ap.add_argument("--admin-dsn", default=pg.admin_dsn())
     asyncio.run(run(ap.parse_args()))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import statistics
 import sys
 import time
@@ -30,16 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.booking import require_loopback  # noqa: E402
+from bench.lib import pg  # noqa: E402
+from bench.lib.net import require_loopback  # noqa: E402
 from realtime.db.pool import Pool  # noqa: E402
 
 QUERY = "SELECT $1::int"
 SIZE = 10
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
@@ -87,9 +82,9 @@ async def run(args: argparse.Namespace) -> None:
             tasks = variants[name]()
             per_task = args.calls // (SIZE if name.startswith("bare") else args.concurrency)
             calls = per_task * len(tasks)
-            c0, t0 = cpu_seconds(), time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             await asyncio.gather(*tasks)
-            c1, t1 = cpu_seconds(), time.perf_counter()
+            c1, t1 = time.process_time(), time.perf_counter()
             cost[name].append((c1 - c0) / calls * 1e6)
             rate[name].append(calls / (t1 - t0))
     floor = statistics.median(cost["bare connections (floor)"])
@@ -112,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--dsn", default=pg.DEFAULT_ADMIN_DSN)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)

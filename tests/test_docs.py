@@ -13,8 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Two notes that live outside the repository. Their names are assembled here so that this file
 # does not match its own pattern.
 PRIVATE_NOTES = re.compile(r"\b(?:" + "|".join(("FACTS", "CONTRACT")) + r")\.md\b")
-# Being moved by another change; their mentions go with it. Remove this exception then.
-MOVING = {"bench/booking.py", "bench/fanout.py", "realtime/static/widget.js"}
 
 
 def tracked_files() -> list[str]:
@@ -29,8 +27,6 @@ def test_no_tracked_file_names_the_private_notes():
     """No tracked text file cites the two notes users do not have; the facts live in docs/."""
     offenders = []
     for name in tracked_files():
-        if name in MOVING:
-            continue
         path = ROOT / name
         if not path.is_file():
             continue  # deleted in the working tree but still in the index

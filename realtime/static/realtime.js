@@ -119,6 +119,9 @@ class Emitter {
 
 const ms = (t) => (t == null ? null : typeof t === "number" ? t : Date.parse(t));
 
+// A time for a query string: strings as given, Dates and epoch milliseconds as ISO 8601.
+const isoTime = (t) => (typeof t === "string" ? t : new Date(t).toISOString());
+
 /**
  * One subscribed channel (`vendor:ID` or `service:ID`) and its local state: slots by id, each
  * replaced only by a newer version. Emits the same events as the client, for this channel only.
@@ -372,6 +375,42 @@ export class RealtimeClient extends Emitter {
       return this._http("POST", `/api/bookings/${encodeURIComponent(bookingId)}/cancel`, {}).then((r) => this._absorb(r));
     }
     return this._request("cancel", { booking_id: String(bookingId) }, { resend: true });
+  }
+
+  // --- reading over HTTP ------------------------------------------------------------------------
+  //
+  // What a page reads before (or besides) subscribing. Each resolves with the server's JSON and
+  // rejects with a RealtimeError carrying the HTTP `status` and the server's `code` and
+  // `message` (NETWORK_ERROR when the server cannot be reached).
+
+  /**
+   * Availability of one service or of all a vendor's services: `{channel, cursor, slots}`, ready
+   * for `subscribe(channel, {since: cursor, from, to, slots})`. `from`/`to` (optional): ISO
+   * strings, Dates or epoch milliseconds.
+   */
+  getAvailability({ service, vendor, from, to } = {}) {
+    if ((service == null) === (vendor == null)) throw new TypeError("getAvailability: pass one of { service, vendor }");
+    const path = service != null ? `/api/services/${encodeURIComponent(service)}` : `/api/vendors/${encodeURIComponent(vendor)}`;
+    const query = new URLSearchParams();
+    if (from != null) query.set("from", isoTime(from));
+    if (to != null) query.set("to", isoTime(to));
+    const qs = query.toString();
+    return this._http("GET", `${path}/availability${qs ? `?${qs}` : ""}`);
+  }
+
+  /** A vendor and its services: `{id, name, services}`. */
+  getVendor(id) {
+    return this._http("GET", `/api/vendors/${encodeURIComponent(id)}`);
+  }
+
+  /** A service: `{id, vendor_id, name, exclusive}`. */
+  getService(id) {
+    return this._http("GET", `/api/services/${encodeURIComponent(id)}`);
+  }
+
+  /** The demo vendor of a server started with `--demo`: `{vendor_id}` (404 when there is none). */
+  getDemo() {
+    return this._http("GET", "/api/demo");
   }
 
   /** Check the connection now (what a visible tab or a network change does by itself). */
@@ -860,8 +899,11 @@ export class RealtimeClient extends Emitter {
     return !this._isOpen() && this.options.httpFallback && !!this._fetch && !!this.httpUrl;
   }
 
+  // One HTTP request; `body` undefined for a read.
   async _http(method, path, body, idempotencyKey) {
-    const headers = { "content-type": "application/json", accept: "application/json" };
+    if (!this._fetch || !this.httpUrl) throw new RealtimeError({ code: "NETWORK_ERROR", message: "no HTTP: pass { fetch, httpUrl }" });
+    const headers = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
     let token = this._token;
     if (!token && this.getToken) {
       try {
@@ -874,7 +916,9 @@ export class RealtimeClient extends Emitter {
     if (idempotencyKey) headers["idempotency-key"] = idempotencyKey;
     let res;
     try {
-      res = await this._fetch(this.httpUrl + path, { method, headers, body: JSON.stringify(body) });
+      const init = { method, headers };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      res = await this._fetch(this.httpUrl + path, init);
     } catch (err) {
       throw new RealtimeError({ code: "NETWORK_ERROR", message: String(err?.message ?? err) });
     }

@@ -1,5 +1,6 @@
 // The demo booking widget served at GET /. Plain DOM, no framework: one button per slot,
-// updated in place when the slot changes. See CONTRACT.md, "The demo widget".
+// updated in place when the slot changes. Everything it asks the server goes through the
+// client library (realtime.js): HTTP reads, the socket, bookings.
 import { RealtimeClient } from "./realtime.js";
 
 const $ = (id) => document.getElementById(id);
@@ -62,23 +63,6 @@ const CUSTOMER = customerId();
 
 function iso(ms) {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
-async function api(path) {
-  const res = await fetch(path, { headers: { accept: "application/json" } });
-  let body = null;
-  try {
-    body = await res.json();
-  } catch {
-    body = null;
-  }
-  if (!res.ok) {
-    const err = new Error(body?.error?.message || `${res.status} ${res.statusText}`);
-    err.code = body?.error?.code;
-    err.status = res.status;
-    throw err;
-  }
-  return body;
 }
 
 // --- announcements ---------------------------------------------------------------------------
@@ -534,7 +518,7 @@ function showPresence(count) {
 async function target() {
   if (params.get("service")) return { kind: "service", id: params.get("service") };
   if (params.get("vendor")) return { kind: "vendor", id: params.get("vendor") };
-  const demo = await api("/api/demo");
+  const demo = await view.client.getDemo();
   return { kind: "vendor", id: demo.vendor_id };
 }
 
@@ -548,6 +532,7 @@ function fail(message) {
 }
 
 async function start() {
+  const client = (view.client = new RealtimeClient({ url: wsUrl() }));
   let t;
   try {
     t = await target();
@@ -560,18 +545,19 @@ async function start() {
   }
   try {
     if (t.kind === "vendor") {
-      const vendor = await api(`/api/vendors/${encodeURIComponent(t.id)}`);
+      const vendor = await client.getVendor(t.id);
       for (const s of vendor.services ?? []) view.services.set(String(s.id), s);
       els.vendor.textContent = vendor.name;
       els.title.textContent = view.services.size === 1 ? [...view.services.values()][0].name : "Book a time";
       view.multiService = view.services.size > 1;
       document.title = `Book · ${vendor.name}`;
     } else {
-      const service = await api(`/api/services/${encodeURIComponent(t.id)}`);
+      const service = await client.getService(t.id);
       view.services.set(String(service.id), service);
       els.title.textContent = service.name;
       document.title = `Book · ${service.name}`;
-      api(`/api/vendors/${encodeURIComponent(service.vendor_id)}`)
+      client
+        .getVendor(service.vendor_id)
         .then((v) => {
           els.vendor.textContent = v.name;
           document.title = `Book · ${service.name} · ${v.name}`;
@@ -587,12 +573,11 @@ async function start() {
   view.to = view.from + 7 * DAY;
   let avail;
   try {
-    avail = await api(`/api/${t.kind}s/${encodeURIComponent(t.id)}/availability?from=${iso(view.from)}&to=${iso(view.to)}`);
+    avail = await client.getAvailability({ [t.kind]: t.id, from: iso(view.from), to: iso(view.to) });
   } catch (err) {
     return fail(`Could not load availability: ${err.message}`);
   }
 
-  const client = (view.client = new RealtimeClient({ url: wsUrl() }));
   client.on("state", ({ state, previous }) => {
     showConnection(state);
     if (state === "reconnecting" && previous === "live") say("Connection lost. Reconnecting…");

@@ -1,0 +1,182 @@
+"""Many WebSocket subscribers in a few worker processes, for bench/fanout.py.
+
+Each process connects from its own loopback address (127.0.0.2, 127.0.0.3, ...) and speaks
+just enough WebSocket on plain asyncio protocols (no task per socket), so that the load
+generator costs as little as it can on the shared cores. The parent commands them over pipes:
+open N sockets on a channel, watch a slot (record when each version arrived), report frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import time
+from typing import Any
+
+from realtime.loadtest.wsclient import frame_bounds
+
+WORKERS = 4
+
+
+def worker_main(conn: Any, src: str, port: int, path: str) -> None:
+    import uvloop
+
+    uvloop.install()
+    asyncio.run(_worker(conn, src, port, path))
+
+
+async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
+    import orjson
+
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {"frames": 0, "watch": None, "seen": {}, "subscribed": 0}
+    clients: list[Any] = []
+    upgrade = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+    def client_frame(opcode: int, payload: bytes) -> bytes:
+        # Client frames must be masked; an all-zero key leaves the payload as it is.
+        n = len(payload)
+        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else (
+            bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big"))
+        return head + b"\0\0\0\0" + payload
+
+    class Client(asyncio.Protocol):
+        """A minimal WebSocket client: handshake, unmasked server frames, pongs.
+
+        The bench measures the server; a full client library would spend more CPU per frame
+        than the server does, on the same two cores.
+        """
+
+        def __init__(self) -> None:
+            self.opened: asyncio.Future[None] = loop.create_future()
+            self.transport: Any = None
+            self.buf = b""
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(upgrade)
+
+        def send(self, text: str) -> None:
+            self.transport.write(client_frame(1, text.encode()))
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data if self.buf else data
+            i = 0
+            if not self.opened.done():
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    self.buf = buf
+                    return
+                if b" 101 " not in buf[:head_end].split(b"\r\n", 1)[0]:
+                    self.opened.set_exception(ConnectionError(buf[:200].decode("latin-1")))
+                    return
+                self.opened.set_result(None)
+                i = head_end + 4
+            n = len(buf)
+            while (bounds := frame_bounds(buf, i)) is not None:
+                start, end = bounds
+                if end > n:
+                    break
+                opcode = buf[i] & 0x0F
+                if opcode == 1:
+                    on_text(buf[start:end])
+                elif opcode == 9:
+                    self.transport.write(client_frame(10, buf[start:end]))
+                i = end
+            self.buf = buf[i:] if i < n else b""
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.opened.done():
+                self.opened.set_exception(ConnectionError("closed before open"))
+
+    watch_marker = b""
+
+    def on_text(data: bytes) -> None:
+        state["frames"] += 1
+        if data.startswith(b'{"type":"subscribed"'):
+            state["subscribed"] += 1
+            return
+        watch = state["watch"]
+        if watch is not None and watch_marker in data:
+            msg = orjson.loads(data)
+            version = msg["slot"]["version"]
+            now = time.monotonic()
+            seen = state["seen"]
+            count, _ = seen.get(version, (0, 0.0))
+            seen[version] = (count + 1, now)
+
+    async def open_many(n: int, channel: str) -> float:
+        started = time.monotonic()
+        target = state["subscribed"] + n
+        sub = orjson.dumps({"type": "subscribe", "channel": channel}).decode()
+        for i in range(n):
+            _, client = await loop.create_connection(
+                Client, "127.0.0.1", port, local_addr=(src, 0))
+            await client.opened
+            client.send(sub)
+            clients.append(client)
+            if i % 200 == 199:
+                await asyncio.sleep(0)
+        while state["subscribed"] < target:  # noqa: ASYNC110 - counted in a protocol callback
+            await asyncio.sleep(0.01)
+        return time.monotonic() - started
+
+    while True:
+        cmd, *args = await loop.run_in_executor(None, pipe.recv)
+        if cmd == "open":
+            pipe.send(await open_many(*args))
+        elif cmd == "watch":
+            state["watch"] = args[0]
+            watch_marker = args[0].encode()
+            state["seen"] = {}
+            pipe.send(True)
+        elif cmd == "seen":
+            pipe.send(state["seen"])
+        elif cmd == "frames":
+            pipe.send(state["frames"])
+        elif cmd == "broadcast-frames":
+            pipe.send(state["frames"])
+        elif cmd == "close":
+            for c in clients:
+                if c.transport is not None:
+                    c.transport.abort()
+            clients.clear()
+            await asyncio.sleep(0.2)
+            pipe.send(True)
+        elif cmd == "exit":
+            pipe.send(True)
+            return
+
+
+class Workers:
+    def __init__(self, port: int, path: str, count: int = WORKERS) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        for i in range(count):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child, f"127.0.0.{i + 2}", port, path),
+                               daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def call(self, *cmd: Any, split: int | None = None) -> list[Any]:
+        for i, pipe in enumerate(self.pipes):
+            if split is not None:
+                share = split // len(self.pipes) + (1 if i < split % len(self.pipes) else 0)
+                pipe.send((cmd[0], share, *cmd[1:]))
+            else:
+                pipe.send(cmd)
+        return [pipe.recv() for pipe in self.pipes]
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call("exit")
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()

@@ -11,7 +11,7 @@ What it does, in order, on a scratch database it creates and drops again (even o
    database's own ceiling, `SELECT rt_book(...)` from N concurrent asyncpg connections
    (spread over two driver processes), and the HTTP API: one `python -m realtime serve`
    process (started fresh for the phase), driven by generator processes that speak
-   keep-alive HTTP/1.1 through realtime.loadtest.http (uvloop); HTTP goes first in every other
+   keep-alive HTTP/1.1 through realtime.httpclient (uvloop); HTTP goes first in every other
    round. Each round gives a ratio; the summary is the median round. Then, once: the
    ceiling with one `pg_notify` per booking (the design the doorbell avoids), and with the
    sequencer and event reader running beside it, as the server runs them, to show that the

@@ -50,7 +50,7 @@ from bench.lib.net import free_port  # noqa: E402
 from bench.lib.stats import percentile  # noqa: E402
 from bench.lib.subscribers import Workers  # noqa: E402
 from realtime.db.connect import dsn_for_database  # noqa: E402
-from realtime.loadtest.http import get  # noqa: E402
+from realtime.httpclient import get  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "fanout.json"
 BOOK_SQL = "SELECT rt_book($1::uuid, 1, NULL, NULL, NULL, '', NULL, NULL)"

@@ -1,4 +1,4 @@
-"""What a request costs the load generator: client CPU per request of realtime.loadtest.http.
+"""What a request costs the load generator: client CPU per request of realtime.httpclient.
 
     python bench/httpcost.py                        # ~30 s
     python bench/httpcost.py --rounds 9 --requests 40000 --connections 16
@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.lib.net import free_port  # noqa: E402
-from realtime.loadtest.http import Connection, Response  # noqa: E402
+from realtime.httpclient import Connection, Response  # noqa: E402
 
 BODY = b'{"booking":{"id":"' + b"0" * 36 + b'"},"slot":{' + b'"x":0,' * 78 + b'"id":"s"}}'
 ANSWER = (b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"

@@ -46,7 +46,7 @@ from bench.lib.net import free_port, require_loopback  # noqa: E402
 from bench.lib.stats import percentile  # noqa: E402
 from realtime.db.connect import dsn_for_database as dsn_for  # noqa: E402
 from realtime.db.migrate import migrate  # noqa: E402
-from realtime.loadtest.http import Connection, Response  # noqa: E402
+from realtime.httpclient import Connection, Response  # noqa: E402
 
 SLOTS = 1000
 CAPACITY = 1_000_000

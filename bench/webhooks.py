@@ -18,26 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import asyncpg
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.lib import pg, server  # noqa: E402
+from bench.lib.net import free_port, require_loopback  # noqa: E402
 from realtime.db.connect import dsn_for_database  # noqa: E402
 from realtime.db.migrate import migrate  # noqa: E402
-from tests.support.server import free_port  # noqa: E402
+from realtime.httpclient import Client  # noqa: E402
 
-ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PER_REQUEST = 500  # 1,000 slots would pass the 64 KiB body limit
+PER_REQUEST = 500  # slots per POST: 1,000 would pass the 64 KiB body limit
 
 
 class Receiver:
@@ -76,16 +72,16 @@ class Receiver:
             writer.close()
 
 
-async def make_events(http: httpx.AsyncClient, service_id: str, count: int, hour: int) -> int:
+async def make_events(http: Client, service_id: str, count: int) -> None:
+    slot = {"starts_at": "2031-01-01T00:00:00Z", "ends_at": "2031-01-01T01:00:00Z", "capacity": 1}
     made = 0
     while made < count:
         n = min(PER_REQUEST, count - made)
-        slots = [{"starts_at": "2031-01-01T00:00:00Z", "ends_at": "2031-01-01T01:00:00Z",
-                  "capacity": 1}] * n
-        response = await http.post(f"/api/services/{service_id}/slots", json={"slots": slots})
-        response.raise_for_status()
+        response = await http.request("POST", f"/api/services/{service_id}/slots",
+                                      {"slots": [slot] * n})
+        if response.status != 201:
+            raise SystemExit(f"creating slots: HTTP {response.status} {response.body[:200]!r}")
         made += n
-    return hour + 1
 
 
 async def wait_for(receiver: Receiver, count: int, within: float) -> None:
@@ -101,55 +97,43 @@ def rate(times: list[float]) -> float:
 
 
 async def run(events: int) -> dict[str, float]:
+    admin = pg.admin_dsn()
+    require_loopback(admin)
     name = f"rt_bench_hooks_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = dsn_for_database(ADMIN_DSN, name)
+    await pg.create_database(admin, name)
+    dsn = dsn_for_database(admin, name)
     port = free_port()
-    server: asyncio.subprocess.Process | None = None
+    proc = None
     receiver = Receiver()
+    http = Client(f"http://127.0.0.1:{port}", size=4, timeout=60)
     try:
         await migrate(dsn, echo=lambda _line: None)
-        env = {**os.environ, "DATABASE_URL": dsn, "REALTIME_WEBHOOKS_ALLOW_PRIVATE": "1",
-               "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "warning"}
-        env.pop("REALTIME_JWT_SECRET", None)
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "realtime", "serve", "--port", str(port), cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            vendor = (await http.post("/api/vendors", json={"name": "bench"})).json()
-            service = (await http.post(f"/api/vendors/{vendor['id']}/services",
-                                       json={"name": "bench"})).json()
-            await http.post("/api/webhooks", json={
-                "url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["slot.created"]})
-            await receiver.start()
-            await make_events(http, service["id"], events, 0)
-            await wait_for(receiver, events, 300)
-            live = rate(receiver.times)
-            await receiver.stop()
-            await make_events(http, service["id"], events, 1)
-            await asyncio.sleep(1.0)
-            before = len(receiver.times)
-            await receiver.start()
-            await wait_for(receiver, 2 * events, 900)
-            backlog = rate(receiver.times[before:])
+        proc = server.start(port, server.server_env(dsn, {"REALTIME_WEBHOOKS_ALLOW_PRIVATE": "1"}))
+        await server.until_ready(proc, port)
+        vendor = (await http.request("POST", "/api/vendors", {"name": "bench"})).json()
+        service = (await http.request("POST", f"/api/vendors/{vendor['id']}/services",
+                                      {"name": "bench"})).json()
+        await http.request("POST", "/api/webhooks", {
+            "url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["slot.created"]})
+        await receiver.start()
+        await make_events(http, service["id"], events)
+        await wait_for(receiver, events, 300)
+        live = rate(receiver.times)
+        await receiver.stop()
+        await make_events(http, service["id"], events)
+        await asyncio.sleep(1.0)
+        before = len(receiver.times)
+        await receiver.start()
+        await wait_for(receiver, 2 * events, 900)
+        backlog = rate(receiver.times[before:])
         if receiver.cursors != sorted(receiver.cursors):
             raise SystemExit("deliveries out of log order")
         return {"events": events, "live_per_second": live, "backlog_per_second": backlog}
     finally:
+        http.close()
         await receiver.stop()
-        if server is not None:
-            server.terminate()
-            await asyncio.wait_for(server.wait(), 20)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        server.stop(proc)
+        await pg.drop_databases(admin, name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,11 @@ import logging
 import time
 from typing import Any
 
-import httpx
 import jwt
+import orjson
 
 from realtime.errors import Unauthorized
+from realtime.httpclient import HttpError, HttpTimeout, connection_for
 
 log = logging.getLogger("realtime.jwks")
 
@@ -91,15 +92,18 @@ class KeySet:
             log.warning("JWKS fetch failed", extra={"url": self.url, "error": self.error})
 
     async def _get(self) -> Any:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
-            response = await client.get(self.url, headers={"accept": "application/json"})
-        if response.status_code != 200:
-            raise ValueError(f"HTTP {response.status_code}")
-        if len(response.content) > MAX_BYTES:
+        conn, target = connection_for(self.url, FETCH_TIMEOUT)
+        try:
+            response = await conn.request("GET", target, headers={"Accept": "application/json"})
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise ValueError(f"HTTP {response.status}")
+        if len(response.body) > MAX_BYTES:
             raise ValueError("the key set is too large")
         try:
-            return response.json()
-        except ValueError:
+            return orjson.loads(response.body)
+        except orjson.JSONDecodeError:
             raise ValueError("the response is not JSON") from None
 
     async def run(self) -> None:
@@ -129,9 +133,11 @@ def _parse(document: Any) -> dict[str, jwt.PyJWK]:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, HttpTimeout):
         return "timed out"
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, HttpError):
+        return "unreachable"
+    if isinstance(exc, OSError):
         return f"unreachable ({type(exc).__name__})"
     if isinstance(exc, ValueError):
         return str(exc)[:200]

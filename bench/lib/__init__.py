@@ -6,5 +6,5 @@ machine's facts). bench/booking.py's parts: load (its driver and generator proce
 (the measured window), pipeline (the server's event pipeline beside direct calls), results (a
 phase's figures, the run's summary), profile (py-spy samples summarised), report and
 report_sections (the table, docs/benchmarks-booking.md). bench/fanout.py's: subscribers,
-floor, fanout_doc. bench/compare.py's: peers_report. HTTP goes through realtime.loadtest.http.
+floor, fanout_doc. bench/compare.py's: peers_report. HTTP goes through realtime.httpclient.
 """

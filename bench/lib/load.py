@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from realtime.loadtest.http import Connection, Response
+from realtime.httpclient import Connection, Response
 
 BOOK_SQL = "SELECT rt_book($1, 1, $2, NULL, NULL, '', NULL, NULL)"
 BOOK_NOTIFY_SQL = "SELECT rt_book($1, 1, $2, NULL, NULL, '', NULL, NULL), pg_notify('bench', 'x')"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from realtime.loadtest.http import HttpError, get
+from realtime.httpclient import HttpError, get
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import math
 import os
 import socket
 
-from .http import split_url
+from realtime.httpclient import split_url
 
 # Bounds that keep a typo from turning into a runaway process.
 MAX_SOCKETS = 200_000

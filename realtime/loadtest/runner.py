@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from .http import Client, HttpError, split_url
+from realtime.httpclient import Client, HttpError, split_url
+
 from .options import LoadTestError, check_args, plan_processes, source_addresses, split_sockets
 from .report import Progress, format_report
 from .scenario import read_state, setup

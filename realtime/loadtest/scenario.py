@@ -9,7 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .http import Client, HttpError
+from realtime.httpclient import Client, HttpError
+
 from .options import LoadTestError
 
 

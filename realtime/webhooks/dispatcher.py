@@ -27,10 +27,9 @@ import time
 import uuid
 from typing import Any
 
-import httpx
-
 from realtime import __version__
 from realtime.db.pool import Pool
+from realtime.httpclient import MAX_IDLE, Connection, HttpError, HttpTimeout, connection_for
 from realtime.tasks import cancel_all, supervise
 from realtime.webhooks import metrics
 from realtime.webhooks.events import Delivery, delivery
@@ -49,6 +48,7 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 600.0
 GIVE_UP_AFTER = 3 * 24 * 3600.0
 PRUNE_EVERY = 600.0
+USER_AGENT = f"realtime-webhooks/{__version__}"
 
 
 def backoff(attempt: int) -> float:
@@ -66,7 +66,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
         self._workers: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -74,19 +73,12 @@ class Dispatcher:
         self._wake.set()
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=ATTEMPT_TIMEOUT, follow_redirects=False, trust_env=False,
-            limits=httpx.Limits(max_connections=WORKERS * 2, max_keepalive_connections=WORKERS),
-            headers={"user-agent": f"realtime-webhooks/{__version__}",
-                     "content-type": "application/json"})
         self._tasks = [supervise("webhooks", self._run), supervise("webhook-pruner", self._prune)]
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
         workers = list(self._workers)
         await cancel_all(workers)
-        if self._client is not None:
-            await self._client.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -123,6 +115,13 @@ class Dispatcher:
             self._wake.set()  # it may have more, or others may be waiting for a worker
 
     async def _deliver(self, webhook_id: str) -> None:
+        target = _Target()
+        try:
+            await self._deliver_to(webhook_id, target)
+        finally:
+            target.close()
+
+    async def _deliver_to(self, webhook_id: str, target: _Target) -> None:
         store, owner = self.store, self.owner
         while True:
             ep = await store.claim(webhook_id, owner, LEASE_SECONDS)
@@ -141,7 +140,7 @@ class Dispatcher:
             failure: tuple[Delivery, int | None, str] | None = None
             for row in events:
                 item = delivery(row, epoch)
-                status, error = await self._attempt(ep["url"], ep["secret"], item)
+                status, error = await self._attempt(target, ep["url"], ep["secret"], item)
                 if error is None and status is not None:
                     done.append((item.pos, item.event_id, item.type, status))
                     continue
@@ -160,23 +159,26 @@ class Dispatcher:
             if len(events) < BATCH:
                 return
 
-    async def _attempt(self, url: str, secret: str, item: Delivery) -> tuple[int | None, str | None]:
+    async def _attempt(self, target: _Target, url: str, secret: str,
+                       item: Delivery) -> tuple[int | None, str | None]:
         """(status code, error or None when delivered)."""
-        assert self._client is not None
         try:
-            await check_address(url, self.allow_private)
-            response = await self._client.post(url, content=item.body, headers={
-                "realtime-signature": sign(secret, item.body),
-                "realtime-event-id": item.event_id})
+            conn, path = await target.connect(url, self.allow_private)
+            response = await conn.request("POST", path, item.body, {
+                "Content-Type": "application/json", "User-Agent": USER_AGENT,
+                "Realtime-Signature": sign(secret, item.body),
+                "Realtime-Event-Id": item.event_id})
         except Refused as exc:
             return None, str(exc)
-        except httpx.TimeoutException:
+        except HttpTimeout:
+            target.close()
             return None, f"no answer within {ATTEMPT_TIMEOUT:g} s"
-        except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}"
-        if 200 <= response.status_code < 300:
-            return response.status_code, None
-        return response.status_code, f"HTTP {response.status_code}"
+        except (HttpError, OSError, ValueError) as exc:
+            target.close()
+            return None, type(exc).__name__
+        if 200 <= response.status < 300:
+            return response.status, None
+        return response.status, f"HTTP {response.status}"
 
     async def _failed(self, ep: Any, item: Delivery, status: int | None, error: str,
                       first_of_batch: bool) -> None:
@@ -199,3 +201,28 @@ class Dispatcher:
             await asyncio.sleep(PRUNE_EVERY)
             with contextlib.suppress(Exception):
                 await self.store.prune_deliveries()
+
+
+class _Target:
+    """One endpoint's keep-alive connection for the events of one lease: the address checks
+    and the TLS handshake happen once per connection, not once per event."""
+
+    def __init__(self) -> None:
+        self._conn: Connection | None = None
+        self._path = ""
+
+    async def connect(self, url: str, allow_private: bool) -> tuple[Connection, str]:
+        conn = self._conn
+        # A connection idle past MAX_IDLE is replaced by the client itself: check again first.
+        if conn is None or not conn.is_open or (
+                asyncio.get_running_loop().time() - conn.last_used > MAX_IDLE):
+            self.close()
+            await check_address(url, allow_private)
+            conn, self._path = connection_for(url, ATTEMPT_TIMEOUT)
+            self._conn = conn
+        return conn, self._path
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

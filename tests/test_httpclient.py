@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from realtime.loadtest.http import Client, Connection, HttpError, Response, get
+from realtime.httpclient import Client, Connection, HttpError, Response, get
 
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
 

@@ -159,13 +159,19 @@ async def on_realtime_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    err: errors.RealtimeError
     if exc.status_code == 404:
-        return error_response(errors.NotFound(f"no route for {request.url.path}"))
-    if exc.status_code == 405:
-        return error_response(errors.MethodNotAllowed())
-    err = errors.RealtimeError(exc.detail)
-    err.status = exc.status_code
-    return error_response(err)
+        err = errors.NotFound(f"no route for {request.url.path}")
+    elif exc.status_code == 405:
+        err = errors.MethodNotAllowed()
+    else:
+        err = errors.RealtimeError(exc.detail)
+        err.status = exc.status_code
+    response = error_response(err)
+    # Starlette's headers belong to the answer too: `Allow` on a 405.
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -133,4 +133,4 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app.state.rate_limits = shared.rate_limits
     app.state.channels = None
     direct = direct_routes(app.routes, (create_booking, create_hold, healthz))
-    return RequestContext(app, direct, cors=bool(settings.allowed_origins))
+    return RequestContext(app, direct)

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 
@@ -29,6 +30,7 @@ Without DATABASE_URL, `serve` starts an embedded PostgreSQL under REALTIME_DATA_
 EPILOG = """\
 examples:
   realtime serve --demo                 # embedded database, demo data, http://127.0.0.1:8000
+  realtime serve --ssl-certfile cert.pem --ssl-keyfile key.pem   # https and wss
   DATABASE_URL=postgresql://postgres@127.0.0.1/app realtime migrate
   realtime check                        # verify invariants; exit 1 on any violation
   realtime loadtest --url http://127.0.0.1:8000 --sockets 1000 --rate 50 --duration 30
@@ -84,11 +86,37 @@ def _cannot_bind(host: str, port: int) -> str | None:
     return None
 
 
+def tls_problem(certfile: str | None, keyfile: str | None) -> str | None:
+    """What is wrong with the TLS options, in words naming them; None if they can serve."""
+    if (certfile is None) != (keyfile is None):
+        return "--ssl-certfile and --ssl-keyfile go together: give both, or neither"
+    if certfile is None or keyfile is None:
+        return None
+    for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if not os.path.isfile(path):
+            return f"{option}: no such file: {path}"
+        if not os.access(path, os.R_OK):
+            return f"{option}: cannot read {path}"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # A password callback that gives none: an encrypted key fails here instead of
+        # prompting on the terminal.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except (ssl.SSLError, OSError, ValueError):
+        return (f"--ssl-certfile {certfile} and --ssl-keyfile {keyfile} are not a PEM "
+                f"certificate (chain) and its unencrypted private key")
+    return None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from realtime.db.migrate import migrate
 
+    problem = tls_problem(args.ssl_certfile, args.ssl_keyfile)
+    if problem is not None:
+        print(f"realtime serve: {problem}", file=sys.stderr)
+        return 2
     host = args.host
     insecure = args.insecure or settings.insecure
     off = "auth is off (neither REALTIME_JWT_SECRET nor REALTIME_JWKS_URL is set)"
@@ -112,10 +140,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         config = uvicorn.Config(
             "realtime.app:create_app", factory=True, host=host, port=args.port,
             workers=args.workers, log_config=None, log_level=settings.log_level,
-            # Compression costs ~36 KiB per socket and most of the fan-out rate (docs/design-notes.md).
+            # Compression costs ~36 KiB per socket and most of the fan-out rate
+            # (docs/design-notes.md), and its frames differ per socket, so the direct frame
+            # writer could not serve them.
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False,
+            # With both set, uvicorn serves https and wss itself: every byte through TLS
+            # (the channels then write frames through ASGI send, never past the transport).
+            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
             # RequestContext logs each request (with its id); uvicorn's own line would be a
             # second one, and it builds its arguments even when its logger is off.
             access_log=False)
@@ -182,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve HTTP and WebSocket",
-                           description="Serve the HTTP API, /ws and the demo widget. Applies "
+                           description="Serve the HTTP API, /ws and the demo widget (https and "
+                                       "wss with --ssl-certfile and --ssl-keyfile). Applies "
                                        "pending migrations first.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000") or 8000),
@@ -193,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="add the demo vendor with a week of slots if there is none")
     serve.add_argument("--insecure", action="store_true",
                        help="with auth off, bind to a non-loopback address anyway")
+    serve.add_argument("--ssl-certfile", metavar="F",
+                       help="PEM certificate (chain) to serve https and wss; needs --ssl-keyfile")
+    serve.add_argument("--ssl-keyfile", metavar="F",
+                       help="PEM private key (unencrypted) of --ssl-certfile")
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply (or roll back) SQL migrations",

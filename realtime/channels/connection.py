@@ -1,10 +1,10 @@
 """The `/ws` endpoint: a thin ASGI adapter between one socket and the hub.
 
-It is a raw ASGI app (Starlette mounts it as is) so that the per-frame path is one call into
-the server's own `send`: the fan-out's cost per subscriber is what matters at 10k sockets.
-Per socket: a reader loop (parse, rate-limit, act, reply) and one writer task that drains the
-socket's bounded outbox. Protocol-level pings (dead peers) are uvicorn's job, configured with
-`ws_ping_interval` / `ws_ping_timeout`.
+It is a raw ASGI app (Starlette mounts it as is). Per socket: a reader loop (parse,
+rate-limit, act, reply) and the socket's frame writer (writer.py, chosen once when it opens),
+which writes the bounded outbox synchronously when it can and otherwise from a writer task
+that exists only while the socket owes something. Protocol-level pings (dead peers) are
+uvicorn's job, configured with `ws_ping_interval` / `ws_ping_timeout`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -28,7 +27,7 @@ from realtime.channels.protocol import (
     parse,
 )
 from realtime.channels.subscriber import Subscriber
-from realtime.channels.writer import DirectWriter
+from realtime.channels.writer import FrameWriter, writer_for
 from realtime.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_OVERLOAD,
@@ -61,37 +60,12 @@ log = logging.getLogger("realtime.channels.connection")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-# Bounds the kernel's share of a stalled reader's backlog; past it the outbox (coalescing,
-# then 1013) takes over. Loopback autotuning would otherwise let each socket buffer megabytes.
-SOCKET_SEND_BUFFER = 64 * 1024
 STUCK_WRITE_SECONDS = 2.0
-TRANSPORT_HIGH_WATER = 16 * 1024
-WRITE_CHUNK = 32
 LATENCY_SAMPLE_EVERY = 16
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-
-def _server_send(send: Any, depth: int = 0) -> Any:
-    """The server's own `send` behind `send`, through any middleware wrappers, or None.
-
-    It is a method of the server's protocol object, which serves for what ASGI cannot
-    express: sizing the kernel send buffer, writing frames directly (direct.py), and aborting
-    a socket whose peer stopped reading (a close frame cannot be written to it either).
-    """
-    owner = getattr(send, "__self__", None)
-    if owner is not None and hasattr(owner, "transport"):
-        return send
-    if depth > 4:
-        return None
-    for cell in getattr(send, "__closure__", None) or ():
-        with contextlib.suppress(ValueError):
-            found = _server_send(cell.cell_contents, depth + 1)
-            if found is not None:
-                return found
-    return None
 
 
 class Connection:
@@ -100,30 +74,24 @@ class Connection:
         "_bucket",
         "_close_sent",
         "_closed_waiter",
-        "_direct",
         "_finished",
-        "_protocol",
         "_send",
         "_writer",
         "caller",
         "host",
         "scope",
         "sub",
+        "writer",
     )
     _counter = 0
-    frames_sent = 0
 
     def __init__(self, host: Host, scope: dict[str, Any], send: Send) -> None:
         Connection._counter += 1
         self.host = host
         self.scope = scope
         self._send = send
-        server_send = _server_send(send)
-        self._protocol = getattr(server_send, "__self__", None)
-        if server_send is not None:
-            # Past middleware wrappers that only matter for HTTP.
-            self._send = server_send
-        self._direct = DirectWriter.attach(self._protocol)
+        # Chosen once: how every frame of this socket is written (direct or through ASGI).
+        self.writer: FrameWriter = writer_for(send)
         # A bare future, made only if someone waits, rather than an asyncio.Event: an Event
         # carries a deque (~700 bytes) for its whole life, and there are 10k sockets.
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -170,7 +138,7 @@ class Connection:
         except Unauthorized:
             await self._close(CLOSE_POLICY, "bad token")
             return
-        self._tune_socket()
+        self.writer.tune()
         self.host.opened(self)
         gcwatch.opened()
         metrics.CONNECTIONS.inc()
@@ -193,17 +161,6 @@ class Connection:
         headers = _headers(self.scope)
         return self.host.access.origin_allowed(headers.get("origin"), headers.get("host"))
 
-    def _tune_socket(self) -> None:
-        transport = getattr(self._protocol, "transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
-        if transport is not None:
-            # The user-space share of a slow peer's backlog; past it the outbox takes over.
-            with contextlib.suppress(AttributeError, ValueError):
-                transport.set_write_buffer_limits(high=TRANSPORT_HIGH_WATER)
-
     async def _close(self, code: int, reason: str = "") -> None:
         with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -217,8 +174,8 @@ class Connection:
             asyncio.get_running_loop().call_later(STUCK_WRITE_SECONDS, self._abort_if_stuck)
         if self._finished or self._close_sent or self._writer is not None:
             return  # gone, or a writer is at work and looks at the outbox before it ends
-        # The direct path writes right here, synchronously, as broadcast() would.
-        if self._direct is not None and sub.close_code is None and self._flush_direct():
+        # A writer that can writes right here, synchronously, as broadcast() would.
+        if sub.close_code is None and self.writer.write_now(sub):
             return
         self._writer = asyncio.create_task(self._write_loop())
 
@@ -229,95 +186,37 @@ class Connection:
         # queues behind the same full buffer. Drop the TCP connection.
         self.abort()
 
-    def _flush_direct(self) -> bool:
-        """Write (part of) the outbox now; True if nothing is left to write.
-
-        At most WRITE_CHUNK frames per write: the transport takes whatever it is given, so
-        this is what bounds a socket's buffered bytes (its high-water mark plus one chunk)
-        when its peer reads slowly; the rest waits in the outbox, where it can be coalesced.
-        """
-        direct = self._direct
-        assert direct is not None
-        state = direct.state()
-        if state == 0:
-            return False
-        batch = self.sub.take(WRITE_CHUNK)
-        if state < 0:
-            self.sub.take()
-            return True
-        if batch:
-            direct.write(batch)
-            self._sent(batch)
-        return not self.sub.frames
-
     def take_direct(self) -> tuple[int, bytes] | None:
         """(fd, bytes) of the outbox, taken, if it may be written to the socket from a thread.
 
-        Only when nothing else is in flight for this socket: no writer task, nothing in the
-        transport's buffer (else order could break), not paused, not closing.
+        Only when nothing else is in flight for this socket (no writer task, not closing), and
+        only if its writer allows it at all (the direct writer, never on TLS).
         """
-        direct = self._direct
         if (
-            direct is None
-            or direct.fd < 0
-            or self._writer is not None
+            self._writer is not None
             or self._finished
             or self._close_sent
             or self.sub.close_code is not None
-            or direct.state() != 1
-            or direct.buffered()
         ):
             return None
-        batch = self.sub.take(WRITE_CHUNK)
-        if not batch:
-            return None
-        self._sent(batch)
-        return direct.fd, direct.data(batch)
+        return self.writer.take_bulk(self.sub)
 
     def write_rest(self, data: bytes) -> None:
         """What the kernel did not take from a bulk write, through the transport."""
-        if self._direct is not None:
-            self._direct.write_bytes(data)
-
-    def _sent(self, batch: list[bytes]) -> None:
-        # A plain counter here; the runtime moves it into Prometheus once a second, because
-        # an inc() per socket per frame costs as much as the write.
-        Connection.frames_sent += len(batch)
-        sub = self.sub
-        if sub.sampled and sub.stamp:
-            metrics.DELIVERY_LATENCY.observe(asyncio.get_running_loop().time() - sub.stamp)
-            sub.stamp = 0.0
+        self.writer.write_rest(data)
 
     def abort(self) -> None:
-        transport = getattr(self._protocol, "transport", None)
-        if transport is not None:
-            transport.abort()
+        self.writer.abort()
         if self._writer is not None:
             self._writer.cancel()
 
     async def _write_loop(self) -> None:
         sub = self.sub
-        direct = self._direct
-        send = self._send
-        # One message dict for every frame: the server reads it before `send` returns.
-        msg: dict[str, Any] = {"type": "websocket.send", "text": ""}
+        writer = self.writer
         try:
             while True:
                 if sub.frames:
-                    if direct is not None:
-                        if not self._flush_direct():
-                            if direct.state() == 0:
-                                await direct.wait_writable()
-                            else:
-                                await asyncio.sleep(0)  # more chunks: let others run first
-                    else:
-                        batch = sub.take()
-                        for frame in batch:
-                            if sub.close_code == CLOSE_OVERLOAD:
-                                break  # what it still owes is dropped; it resumes by cursor
-                            msg["text"] = frame.decode()
-                            await send(msg)
-                        self._sent(batch)
+                    await writer.write_some(sub)
                     continue
                 if sub.close_code is not None:
                     self._close_sent = True

@@ -28,7 +28,7 @@ from realtime.channels.hub import Hub
 from realtime.channels.protocol import ClientMessage
 from realtime.channels.session import Session
 from realtime.channels.subscriber import Subscriber
-from realtime.channels.writer import PARALLEL_MIN, write_parallel
+from realtime.channels.writer import PARALLEL_MIN, Sent, write_parallel
 from realtime.db.pool import Pool
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
 from realtime.eventlog import cursor as cursors
@@ -128,7 +128,10 @@ class ChannelRuntime:
             self.hub.dispatch(events, epoch, stamp)
 
     def _flush(self, touched: list[Subscriber]) -> None:
-        """Write a dispatch's frames to every socket that got some: in bulk when many."""
+        """Write a dispatch's frames to every socket that got some: in bulk when many.
+
+        Only sockets whose writer is the direct one hand out bulk jobs (`take_direct`); the
+        others, TLS ones included, are woken to write through their own writer."""
         if len(touched) < PARALLEL_MIN:
             for sub in touched:
                 sub.wake()
@@ -171,7 +174,7 @@ class ChannelRuntime:
 
     @staticmethod
     def flush_metrics() -> None:
-        sent, Connection.frames_sent = Connection.frames_sent, 0
+        sent = Sent.since_last()
         if sent:
             metrics.FRAMES_SENT.inc(sent)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -58,20 +59,63 @@ class RequestContext:
     (error middleware, exception middleware, router matching, per-route wrappers, each with
     its own `send` wrapper) cost as much Python per request as the endpoint's own work.
     A direct route gets the same endpoint, the same error responses and the same log line;
-    a request with an `Origin` header takes the full stack when CORS is configured.
+    a request with an `Origin` header takes the full stack when the app has CORS middleware.
+
+    Anything else the Starlette app would do around an endpoint, a direct route would
+    silently not do: so it refuses to run (RuntimeError) when the app has other middleware,
+    or exception handlers other than `EXCEPTION_HANDLERS`. It checks when it is built and
+    again on its first call (startup), since `app.add_middleware` works until then.
     """
 
-    def __init__(self, app: Starlette, direct: dict[tuple[str, str], Endpoint],
-                 cors: bool) -> None:
+    def __init__(self, app: Starlette, direct: dict[tuple[str, str], Endpoint]) -> None:
         self.app = app
         self.direct = direct
-        self.cors = cors
+        self.cors = False
+        self._checked = False
+        problem = self._problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    def _problem(self) -> str | None:
+        """What the direct routes would skip, as a message; None if nothing."""
+        classes = [m.cls for m in self.app.user_middleware]
+        self.cors = CORSMiddleware in classes
+        if not self.direct:
+            return None
+        routes = ", ".join(f"{method} {path}" for method, path in sorted(self.direct))
+        others = [getattr(c, "__name__", repr(c)) for c in classes if c is not CORSMiddleware]
+        if others:
+            return (f"RequestContext runs {routes} itself, past Starlette's middleware, and "
+                    f"would skip {', '.join(others)} for them (only CORSMiddleware is handled: "
+                    f"requests with an Origin header take the full stack). Remove that "
+                    f"middleware, or leave those routes out of the direct table.")
+        if self.app.exception_handlers != EXCEPTION_HANDLERS:
+            return (f"RequestContext runs {routes} itself with the exception handlers of "
+                    f"realtime.http.context.EXCEPTION_HANDLERS, but the app has others; "
+                    f"register handlers in that table so that both ways in use them.")
+        return None
+
+    async def _refuse(self, problem: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # Failing the startup (rather than raising) stops uvicorn under lifespan "auto"
+            # too, which would otherwise take an exception to mean "no lifespan support".
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": problem})
+                return
+        raise RuntimeError(problem)
 
     @property
     def state(self) -> Any:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._checked:
+            problem = self._problem()
+            if problem is not None:
+                await self._refuse(problem, scope, receive, send)
+                return
+            self._checked = True
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -77,13 +77,14 @@ class _Errors(logging.Handler):
 
 
 async def start_live(database_url: str, ws: str = "auto", deflate: bool = False,
-                     **overrides: Any) -> Live:
+                     uvicorn_options: dict[str, Any] | None = None, **overrides: Any) -> Live:
     settings = replace(BASE_SETTINGS, database_url=database_url, **overrides)
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws=ws,
         ws_per_message_deflate=deflate, ws_max_size=64 * 1024, timeout_graceful_shutdown=8,
+        **(uvicorn_options or {}),
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())

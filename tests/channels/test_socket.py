@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 
 import jwt
@@ -197,55 +196,3 @@ async def test_plain_http_upgrade_only(live: Live) -> None:
     with pytest.raises(InvalidStatus):
         async with connect(f"ws://127.0.0.1:{live.port}/nope", open_timeout=5):
             pass
-
-
-async def test_fan_out_writes_directly_under_uvicorns_default(live: Live, world: World) -> None:
-    """With uvicorn's default WebSocket implementation the fan-out bypasses ASGI send."""
-    async with client(live.ws_url) as c:
-        await c.subscribe(f"service:{world.services[0]}")
-        conns = list(live.runtime.connections)
-        assert conns and all(conn._direct is not None for conn in conns)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:The `websockets` implementation")
-@pytest.mark.parametrize("impl", ["websockets", "wsproto"])
-async def test_other_uvicorn_websocket_implementations(database_url: str, world: World,
-                                                       impl: str) -> None:
-    """Under other uvicorn WebSocket implementations the ASGI path delivers the same frames."""
-    importlib.import_module(impl)  # a dev dependency: missing is a failure, not a skip
-    live = await start_live(database_url, ws=impl)
-    svc = world.services[0]
-    slot = world.slots[svc][0]["id"]
-    try:
-        async with client(live.ws_url) as c:
-            snap = await c.subscribe(f"service:{svc}")
-            version = {s["id"]: s["version"] for s in snap["snapshot"]["slots"]}[slot]
-            assert all(conn._direct is None for conn in live.runtime.connections)
-            await c.ws.send("junk")
-            assert (await c.expect("error"))["error"]["code"] == "BAD_MESSAGE"
-            await c.send(type="book", id="b", slot_id=slot)
-            got = await c.expect_unordered("result", "availability:updated")
-            assert got["result"]["id"] == "b" and got["result"]["ok"] is True
-            assert got["availability:updated"]["slot"]["version"] == version + 1
-            for _ in range(3):
-                await world.booking.book(slot, 1)
-            got = [(await c.expect("availability:updated"))["slot"]["version"] for _ in range(3)]
-            assert got == [version + 2, version + 3, version + 4]
-    finally:
-        await stop_live(live)
-
-
-async def test_compression_if_enabled_uses_the_asgi_path(database_url: str, world: World) -> None:
-    """With permessage-deflate negotiated, frames cannot be prebuilt: the ASGI path serves."""
-    live = await start_live(database_url, deflate=True)
-    svc = world.services[0]
-    slot = world.slots[svc][0]["id"]
-    try:
-        async with client(live.ws_url, compression="deflate") as c:
-            snap = await c.subscribe(f"service:{svc}")
-            version = {s["id"]: s["version"] for s in snap["snapshot"]["slots"]}[slot]
-            assert all(conn._direct is None for conn in live.runtime.connections)
-            await world.booking.book(slot, 1)
-            assert (await c.expect("availability:updated"))["slot"]["version"] == version + 1
-    finally:
-        await stop_live(live)

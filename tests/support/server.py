@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,8 +24,12 @@ class ServerProcess:
     """Starts, stops and restarts `realtime serve` against one database, on one port."""
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None,
-                 port: int | None = None, log_dir: Path | None = None) -> None:
+                 port: int | None = None, log_dir: Path | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.database_url = database_url
+        # (certificate, key): serve https/wss; clients trust that certificate (`ssl_context`).
+        self.tls = tls
+        self.ssl_context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
         self.port = port or free_port()
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -32,20 +37,21 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 30, wait_ready: bool = True) -> ServerProcess:
         env = {**os.environ, "DATABASE_URL": self.database_url, "REALTIME_RATE_LIMIT": "0",
                "LOG_LEVEL": "info", **self.extra_env}
         env.pop("REDIS_URL", None) if "REDIS_URL" not in self.extra_env else None
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+        args = [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)]
+        if self.tls:
+            args += ["--ssl-certfile", str(self.tls[0]), "--ssl-keyfile", str(self.tls[1])]
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
         path = "/readyz" if wait_ready else "/healthz"
@@ -53,7 +59,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                if httpx.get(self.url + path, timeout=1,
+                             verify=self.ssl_context or True).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

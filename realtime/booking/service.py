@@ -16,7 +16,7 @@ import orjson
 from realtime import errors
 from realtime.booking.gate import SlotGates
 from realtime.db.errors import retrying
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 
 _SUCCESS = {"booked", "held", "released", "cancelled", "changed", "created"}
 
@@ -54,7 +54,7 @@ def request_hash(**fields: Any) -> str:
 
 
 class BookingService:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.gates = SlotGates()
 

@@ -1,9 +1,8 @@
 """Connection pools against a real PostgreSQL.
 
-First what both pools behind `ConnectionPool` must do (ours and asyncpg's, each test run on
-both, whatever REALTIME_POOL says); then the internals of ours (realtime/db/pool.py): order,
-the job queue, connections in doubt. CI's REALTIME_POOL=asyncpg pass does not repeat this
-file: the interface tests already ran on both, and the rest construct our pool directly.
+First what both pools behind `ConnectionPool` must do (ours and asyncpg's: each test runs on
+both, or on the one REALTIME_POOL names); then the internals of ours (realtime/db/pool.py):
+order, the job queue, connections in doubt, skipped in a run that selects asyncpg's pool.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from realtime.db.connect import create_pool
 from realtime.db.interface import ConnectionPool, PoolClosed
 from realtime.db.pool import Pool
 from realtime.settings import Settings
-from tests.support.pools import ALL_POOLS, SELECTED_POOL
+from tests.support.pools import POOLS_UNDER_TEST, SELECTED_POOL
 from tests.support.proxy import TcpProxy
 
 PID = "SELECT pg_backend_pid()"
@@ -45,7 +44,7 @@ async def _backends(admin_dsn: str, app: str) -> int:
 # -- the interface, on both pools ------------------------------------------------------------
 
 
-@pytest.fixture(params=ALL_POOLS)
+@pytest.fixture(params=POOLS_UNDER_TEST)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -221,11 +220,16 @@ def test_a_server_started_by_the_tests_runs_the_selected_pool(server):
 
 # -- our pool's internals --------------------------------------------------------------------
 
+internals = pytest.mark.skipif(
+    SELECTED_POOL != "ours",
+    reason="tests our pool's internals (realtime/db/pool.py), not the pool this run selects")
+
 
 async def _pool(dsn: str, size: int, app: str | None = None) -> Pool:
     return await Pool(dsn, size, server_settings={"application_name": app or _app_name()}).start()
 
 
+@internals
 async def test_waiters_are_served_in_arrival_order(admin_dsn):
     """With every connection taken, waiters get one in the order they asked."""
     pool = await _pool(admin_dsn, 1)
@@ -248,6 +252,7 @@ async def test_waiters_are_served_in_arrival_order(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_an_error_postgres_answered_keeps_the_connection(admin_dsn):
     """A statement PostgreSQL rejected leaves the connection in step, so it is reused."""
     pool = await _pool(admin_dsn, 1)
@@ -258,6 +263,7 @@ async def test_an_error_postgres_answered_keeps_the_connection(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_cancelled_statement_closes_its_connection(admin_dsn):
     """A statement cut off by a timeout never hands its half-done session to the next caller."""
     pool = await _pool(admin_dsn, 1)
@@ -270,6 +276,7 @@ async def test_a_cancelled_statement_closes_its_connection(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_transaction_left_open_closes_its_connection(admin_dsn):
     """A borrower that returns a connection inside a transaction does not pass it on."""
     pool = await _pool(admin_dsn, 1)
@@ -287,6 +294,7 @@ async def test_a_transaction_left_open_closes_its_connection(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_cancelled_waiters_leave_no_trace(admin_dsn):
     """A waiter cancelled while waiting neither takes a connection nor leaks a place."""
     pool = await _pool(admin_dsn, 1)
@@ -302,6 +310,7 @@ async def test_cancelled_waiters_leave_no_trace(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_lost_database_frees_every_place_and_recovers(admin_dsn):
     """Connections lost with the network free their places; waiters get the error, and the
     pool opens new connections once the database answers again."""
@@ -330,6 +339,7 @@ async def test_a_lost_database_frees_every_place_and_recovers(admin_dsn):
     await proxy.cut()
 
 
+@internals
 async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_dsn):
     """Closing refuses new checkouts and waiters; a connection in use is closed on return."""
     pool = await _pool(admin_dsn, 1)
@@ -346,6 +356,7 @@ async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_d
         await pool.fetchval("SELECT 1")
 
 
+@internals
 async def test_queued_statements_get_their_own_results(admin_dsn):
     """300 statements queued on 2 connections each get their own answer, in any order."""
     pool = await _pool(admin_dsn, 2)
@@ -357,6 +368,7 @@ async def test_queued_statements_get_their_own_results(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_caller_cancelled_while_a_worker_runs_its_statement(database_url):
     """The caller stops waiting; the statement completes and the connection serves on."""
     pool = await _pool(database_url, 1)
@@ -382,6 +394,7 @@ async def test_a_caller_cancelled_while_a_worker_runs_its_statement(database_url
     await pool.close()
 
 
+@internals
 async def test_an_error_on_a_worker_reaches_its_caller_only(admin_dsn):
     """A queued statement that PostgreSQL rejects fails its own caller, not its neighbours."""
     pool = await _pool(admin_dsn, 1)
@@ -396,6 +409,7 @@ async def test_an_error_on_a_worker_reaches_its_caller_only(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
     """The event pipeline's loans are served before statements queued earlier."""
     pool = await _pool(admin_dsn, 1)
@@ -421,6 +435,7 @@ async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
     await pool.close()
 
 
+@internals
 async def test_a_caller_cancelled_before_its_statement_started_is_skipped(database_url):
     """A job handed to a worker whose caller gave up before it ran is not executed."""
     pool = await _pool(database_url, 1)

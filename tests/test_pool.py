@@ -1,28 +1,17 @@
-"""Connection pools against a real PostgreSQL.
-
-First what both pools behind `ConnectionPool` must do (ours and asyncpg's: each test runs on
-both, or on the one REALTIME_POOL names); then the internals of ours (realtime/db/pool.py):
-order, the job queue, connections in doubt, skipped in a run that selects asyncpg's pool.
+"""Our connection pool (realtime/db/pool.py) against a real PostgreSQL: order, the job queue,
+connections in doubt. What both pools must do is in tests/test_pool_interface.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from realtime.db.asyncpg_pool import AsyncpgPool
-from realtime.db.connect import create_pool
-from realtime.db.interface import ConnectionPool, PoolClosed
-from realtime.db.pool import Pool
-from realtime.settings import Settings
-from tests.support.pools import POOLS_UNDER_TEST, SELECTED_POOL
+from realtime.db.pool import Pool, PoolClosed
 from tests.support.proxy import TcpProxy
 
 PID = "SELECT pg_backend_pid()"
@@ -32,204 +21,10 @@ def _app_name() -> str:
     return f"pooltest-{uuid.uuid4().hex[:8]}"
 
 
-async def _backends(admin_dsn: str, app: str) -> int:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app))
-    finally:
-        await conn.close()
-
-
-# -- the interface, on both pools ------------------------------------------------------------
-
-
-@pytest.fixture(params=POOLS_UNDER_TEST)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-async def _open(kind: str, dsn: str, size: int, app: str | None = None) -> ConnectionPool:
-    return await create_pool(dsn, size, kind, application_name=app or _app_name())
-
-
-async def test_concurrent_calls_share_at_most_size_connections(kind, admin_dsn):
-    """300 concurrent statements through a pool of 5 each get their own answer on at most 5
-    backends; callers queue (`waiting`) and none is left waiting after."""
-    app = _app_name()
-    pool = await _open(kind, admin_dsn, 5, app)
-    watcher = await asyncpg.connect(admin_dsn)
-    peak = most_waiting = 0
-
-    async def watch() -> None:
-        nonlocal peak, most_waiting
-        while True:
-            most_waiting = max(most_waiting, pool.waiting)
-            n = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app)
-            peak = max(peak, n)
-            await asyncio.sleep(0.005)
-
-    watching = asyncio.create_task(watch())
-    try:
-        results = await asyncio.gather(*[
-            pool.fetchrow("SELECT $1::int * 2 AS n, pg_backend_pid() AS pid FROM pg_sleep(0.002)", i)
-            for i in range(300)])
-    finally:
-        watching.cancel()
-        await watcher.close()
-    assert [r["n"] for r in results] == [i * 2 for i in range(300)]
-    pids = {r["pid"] for r in results}
-    assert 1 <= len(pids) <= 5 and 1 <= peak <= 5
-    assert most_waiting > 0
-    assert pool.open_connections == len(pids) == pool.idle_connections and pool.waiting == 0
-    await pool.close()
-
-
-async def test_a_transaction_through_acquire_commits_or_rolls_back(kind, database_url):
-    """A loan runs a transaction invisible to others until it commits; one that raises rolls
-    back, and its connection serves the next caller outside any transaction."""
-    pool = await _open(kind, database_url, 2)
-    await pool.execute("CREATE TABLE pool_tx (n int)")
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO pool_tx VALUES (1)")
-        assert await pool.fetchval("SELECT count(*) FROM pool_tx") == 0
-    assert await pool.fetchval("SELECT count(*) FROM pool_tx") == 1
-    with pytest.raises(ZeroDivisionError):
-        async with pool.acquire(first=True) as conn, conn.transaction():
-            await conn.execute("INSERT INTO pool_tx VALUES (2)")
-            raise ZeroDivisionError
-    assert await pool.fetch("SELECT n FROM pool_tx") == [(1,)]
-    async with pool.acquire() as conn:
-        assert not conn.is_in_transaction()
-        assert await conn.fetchval("SELECT count(*) FROM pool_tx") == 1
-    assert pool.waiting == 0 and pool.open_connections == pool.idle_connections
-    await pool.close()
-
-
-async def test_json_comes_back_decoded_and_errors_come_back_as_postgres_raised_them(kind, admin_dsn):
-    """Both pools get the same connection setup (jsonb decoded), and a statement PostgreSQL
-    rejects fails its caller with PostgreSQL's error while the pool serves on."""
-    pool = await _open(kind, admin_dsn, 1)
-    assert await pool.fetchval("""SELECT '{"a": [1, 2]}'::jsonb""") == {"a": [1, 2]}
-    with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
-        await pool.fetchval("SELECT 1 / 0")
-    assert await pool.execute("SELECT 1") == "SELECT 1"
-    await pool.close()
-
-
-async def test_a_statement_cut_off_by_a_timeout_leaves_the_pool_working(kind, admin_dsn):
-    """A caller that stops waiting gets its timeout; the next caller gets an answer, not the
-    abandoned statement's session."""
-    pool = await _open(kind, admin_dsn, 1)
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(pool.fetchval("SELECT pg_sleep(5)"), 0.1)
-    assert await asyncio.wait_for(pool.fetchval("SELECT 41 + 1"), 3) == 42
-    assert pool.open_connections == 1 and pool.waiting == 0
-    await pool.close()
-
-
-async def test_a_connection_killed_while_idle_is_replaced(kind, admin_dsn):
-    """An idle connection whose backend was terminated is not used: the next call gets a new
-    backend and an answer."""
-    pool = await _open(kind, admin_dsn, 2)
-    pid = await pool.fetchval(PID)
-    killer = await asyncpg.connect(admin_dsn)
-    try:
-        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid) is True
-        for _ in range(200):  # the backend has gone, and its goodbye reached the client socket
-            if not await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the terminated backend is still there")
-    finally:
-        await killer.close()
-    await asyncio.sleep(0.05)
-    assert await pool.fetchval(PID) != pid
-    assert pool.open_connections == 1
-    await pool.close()
-
-
-async def test_close_finishes_running_statements_and_refuses_the_rest(kind, admin_dsn):
-    """Closing lets a running statement finish; a caller waiting for a connection and any
-    later caller get PoolClosed; every backend of the pool is gone after."""
-    app = _app_name()
-    pool = await _open(kind, admin_dsn, 1, app)
-    running = asyncio.create_task(pool.fetchval("SELECT 5 FROM pg_sleep(0.3)"))
-    await asyncio.sleep(0.05)
-    queued = asyncio.create_task(pool.fetchval("SELECT 6"))
-    await asyncio.sleep(0.02)
-    assert pool.waiting == 1
-    closing = asyncio.create_task(pool.close())
-    await asyncio.sleep(0)
-    with pytest.raises(PoolClosed):
-        await pool.fetchval("SELECT 7")
-    assert await running == 5
-    with pytest.raises(PoolClosed):
-        await queued
-    await asyncio.wait_for(closing, 10)
-    assert pool.open_connections == 0 and pool.waiting == 0
-    for _ in range(200):
-        if await _backends(admin_dsn, app) == 0:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        pytest.fail("a backend of the closed pool is still there")
-    with pytest.raises(PoolClosed):
-        async with pool.acquire():
-            pass
-
-
-# -- choosing the pool -----------------------------------------------------------------------
-
-
-async def test_create_pool_opens_the_pool_asked_for(admin_dsn):
-    """`ours` is realtime.db.pool.Pool, `asyncpg` the adapter over asyncpg's pool."""
-    for kind, cls in (("ours", Pool), ("asyncpg", AsyncpgPool)):
-        pool = await create_pool(admin_dsn, 1, kind)
-        assert type(pool) is cls
-        await pool.close()
-
-
-async def test_an_unknown_pool_is_an_error_naming_the_variable(admin_dsn):
-    """REALTIME_POOL=pgbouncer stops the settings and create_pool with the variable's name."""
-    with pytest.raises(SystemExit, match="REALTIME_POOL must be one of ours, asyncpg; got 'pgbouncer'"):
-        Settings.from_env({"REALTIME_POOL": "pgbouncer"})
-    assert Settings.from_env({"REALTIME_POOL": " AsyncPG "}).pool_implementation == "asyncpg"
-    assert Settings.from_env({}).pool_implementation == "ours"
-    with pytest.raises(ValueError, match="REALTIME_POOL"):
-        await create_pool(admin_dsn, 1, "pgbouncer")
-
-
-def test_the_server_refuses_to_start_with_an_unknown_pool():
-    """`realtime serve` exits at once with a one-line error naming REALTIME_POOL, no traceback."""
-    env = {**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/unused",
-           "REALTIME_POOL": "pgbouncer"}
-    done = subprocess.run([sys.executable, "-m", "realtime", "serve", "--port", "0"], env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert "REALTIME_POOL must be one of ours, asyncpg" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-def test_a_server_started_by_the_tests_runs_the_selected_pool(server):
-    """Servers the tests start inherit REALTIME_POOL (CI's second pass sets it to asyncpg)."""
-    assert f'"pool":"{SELECTED_POOL}"' in server.log()
-
-
-# -- our pool's internals --------------------------------------------------------------------
-
-internals = pytest.mark.skipif(
-    SELECTED_POOL != "ours",
-    reason="tests our pool's internals (realtime/db/pool.py), not the pool this run selects")
-
-
 async def _pool(dsn: str, size: int, app: str | None = None) -> Pool:
     return await Pool(dsn, size, server_settings={"application_name": app or _app_name()}).start()
 
 
-@internals
 async def test_waiters_are_served_in_arrival_order(admin_dsn):
     """With every connection taken, waiters get one in the order they asked."""
     pool = await _pool(admin_dsn, 1)
@@ -252,7 +47,6 @@ async def test_waiters_are_served_in_arrival_order(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_an_error_postgres_answered_keeps_the_connection(admin_dsn):
     """A statement PostgreSQL rejected leaves the connection in step, so it is reused."""
     pool = await _pool(admin_dsn, 1)
@@ -263,7 +57,6 @@ async def test_an_error_postgres_answered_keeps_the_connection(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_cancelled_statement_closes_its_connection(admin_dsn):
     """A statement cut off by a timeout never hands its half-done session to the next caller."""
     pool = await _pool(admin_dsn, 1)
@@ -276,7 +69,6 @@ async def test_a_cancelled_statement_closes_its_connection(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_transaction_left_open_closes_its_connection(admin_dsn):
     """A borrower that returns a connection inside a transaction does not pass it on."""
     pool = await _pool(admin_dsn, 1)
@@ -294,7 +86,6 @@ async def test_a_transaction_left_open_closes_its_connection(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_cancelled_waiters_leave_no_trace(admin_dsn):
     """A waiter cancelled while waiting neither takes a connection nor leaks a place."""
     pool = await _pool(admin_dsn, 1)
@@ -310,7 +101,6 @@ async def test_cancelled_waiters_leave_no_trace(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_lost_database_frees_every_place_and_recovers(admin_dsn):
     """Connections lost with the network free their places; waiters get the error, and the
     pool opens new connections once the database answers again."""
@@ -339,7 +129,6 @@ async def test_a_lost_database_frees_every_place_and_recovers(admin_dsn):
     await proxy.cut()
 
 
-@internals
 async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_dsn):
     """Closing refuses new checkouts and waiters; a connection in use is closed on return."""
     pool = await _pool(admin_dsn, 1)
@@ -356,7 +145,6 @@ async def test_close_fails_waiters_and_closes_connections_as_they_return(admin_d
         await pool.fetchval("SELECT 1")
 
 
-@internals
 async def test_queued_statements_get_their_own_results(admin_dsn):
     """300 statements queued on 2 connections each get their own answer, in any order."""
     pool = await _pool(admin_dsn, 2)
@@ -368,7 +156,6 @@ async def test_queued_statements_get_their_own_results(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_caller_cancelled_while_a_worker_runs_its_statement(database_url):
     """The caller stops waiting; the statement completes and the connection serves on."""
     pool = await _pool(database_url, 1)
@@ -394,7 +181,6 @@ async def test_a_caller_cancelled_while_a_worker_runs_its_statement(database_url
     await pool.close()
 
 
-@internals
 async def test_an_error_on_a_worker_reaches_its_caller_only(admin_dsn):
     """A queued statement that PostgreSQL rejects fails its own caller, not its neighbours."""
     pool = await _pool(admin_dsn, 1)
@@ -409,7 +195,6 @@ async def test_an_error_on_a_worker_reaches_its_caller_only(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
     """The event pipeline's loans are served before statements queued earlier."""
     pool = await _pool(admin_dsn, 1)
@@ -435,7 +220,6 @@ async def test_a_loan_that_asks_to_go_first_jumps_the_queue(admin_dsn):
     await pool.close()
 
 
-@internals
 async def test_a_caller_cancelled_before_its_statement_started_is_skipped(database_url):
     """A job handed to a worker whose caller gave up before it ran is not executed."""
     pool = await _pool(database_url, 1)

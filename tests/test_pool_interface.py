@@ -52,29 +52,32 @@ async def test_concurrent_calls_share_at_most_size_connections(kind, admin_dsn):
     app = _app_name()
     pool = await _open(kind, admin_dsn, 5, app)
     watcher = await asyncpg.connect(admin_dsn)
-    peak = most_waiting = 0
+    peak = 0
 
     async def watch() -> None:
-        nonlocal peak, most_waiting
+        nonlocal peak
         while True:
-            most_waiting = max(most_waiting, pool.waiting)
             n = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app)
             peak = max(peak, n)
             await asyncio.sleep(0.005)
 
+    calls = [asyncio.create_task(pool.fetchrow(
+        "SELECT $1::int * 2 AS n, pg_backend_pid() AS pid FROM pg_sleep(0.002)", i))
+        for i in range(300)]
+    await asyncio.sleep(0)  # every call has asked for a connection
+    assert pool.waiting > 0
     watching = asyncio.create_task(watch())
     try:
-        results = await asyncio.gather(*[
-            pool.fetchrow("SELECT $1::int * 2 AS n, pg_backend_pid() AS pid FROM pg_sleep(0.002)", i)
-            for i in range(300)])
+        results = await asyncio.gather(*calls)
     finally:
         watching.cancel()
         await watcher.close()
+    # Once more after: on a loaded machine the burst can end before the watcher's first answer.
+    peak = max(peak, await _backends(admin_dsn, app))
     assert [r["n"] for r in results] == [i * 2 for i in range(300)]
     pids = {r["pid"] for r in results}
     assert 1 <= len(pids) <= 5 and 1 <= peak <= 5
-    assert most_waiting > 0
     assert pool.open_connections == len(pids) == pool.idle_connections and pool.waiting == 0
     await pool.close()
 

@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url is not None
-        pool = await create_pool(settings.database_url, settings.pool_size)
+        pool = await create_pool(settings.database_url, settings.pool_size,
+                                 settings.pool_implementation)
         metrics.watch_pool(pool)
         booking = BookingService(pool)
         app.state.pool = pool
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             await channels.start()
         dispatcher.start()
         log.info("ready", extra={"auth": settings.auth_enabled,
-                                 "channels": channels is not None})
+                                 "channels": channels is not None,
+                                 "pool": settings.pool_implementation})
         try:
             yield
         finally:

@@ -136,7 +136,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["DATABASE_URL"] = dsn
         asyncio.run(migrate(dsn, echo=lambda line: log.info(line)))
         if args.demo:
-            asyncio.run(_seed(dsn))
+            asyncio.run(_seed(dsn, settings.pool_implementation))
         config = uvicorn.Config(
             "realtime.app:create_app", factory=True, host=host, port=args.port,
             workers=args.workers, log_config=None, log_level=settings.log_level,
@@ -166,12 +166,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _seed(dsn: str) -> str:
+async def _seed(dsn: str, pool_implementation: str) -> str:
     from realtime.booking.demo import seed_demo
     from realtime.booking.service import BookingService
     from realtime.db.connect import create_pool
 
-    pool = await create_pool(dsn, 2)
+    pool = await create_pool(dsn, 2, pool_implementation)
     try:
         return await seed_demo(BookingService(pool), echo=lambda line: log.info(line))
     finally:
@@ -194,7 +194,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with database(settings) as dsn:
         asyncio.run(migrate(dsn))
-        print(asyncio.run(_seed(dsn)))
+        print(asyncio.run(_seed(dsn, settings.pool_implementation)))
     return 0
 
 

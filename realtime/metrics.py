@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from realtime.db.pool import Pool
+    from realtime.db.interface import ConnectionPool
 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -76,7 +76,7 @@ DB_POOL_WAITING = Gauge("realtime_db_pool_waiting",
                         "Requests waiting for a pooled PostgreSQL connection")
 
 
-def watch_pool(pool: Pool) -> None:
+def watch_pool(pool: ConnectionPool) -> None:
     """Read at scrape time: a pool that is always exhausted wants a larger REALTIME_POOL_SIZE."""
     DB_POOL.labels("idle").set_function(lambda: pool.idle_connections)
     DB_POOL.labels("in_use").set_function(

@@ -9,6 +9,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# REALTIME_POOL: which connection pool the server uses (realtime/db/connect.py opens it).
+POOL_IMPLEMENTATIONS = ("ours", "asyncpg")
+
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
@@ -30,6 +33,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -46,6 +58,7 @@ class Settings:
     log_level: str = "info"
     # Operational knobs beyond the contract's list (documented in docs/configuration.md).
     pool_size: int = 10
+    pool_implementation: str = "ours"
     event_retention_seconds: int = 3600
     sequencer_poll_seconds: float = 0.25
     sweep_interval_seconds: float = 0.5
@@ -80,6 +93,7 @@ class Settings:
             port=_int(e, "PORT", 8000),
             log_level=(e.get("LOG_LEVEL") or "info").lower(),
             pool_size=_int(e, "REALTIME_POOL_SIZE", 10),
+            pool_implementation=_choice(e, "REALTIME_POOL", POOL_IMPLEMENTATIONS, "ours"),
             event_retention_seconds=_int(e, "REALTIME_EVENT_RETENTION", 3600),
             sequencer_poll_seconds=_float(e, "REALTIME_SEQUENCER_POLL", 0.25),
             sweep_interval_seconds=_float(e, "REALTIME_SWEEP_INTERVAL", 0.5),

@@ -7,7 +7,7 @@ from typing import Any
 
 from realtime.booking.service import BookingService
 from realtime.db.errors import retrying
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 
 DEMO_VENDOR_NAME = "Realtime Demo Co."
 
@@ -24,7 +24,7 @@ def _week_of_slots(start: datetime, hours: range, length: timedelta, capacity: i
     return slots
 
 
-async def demo_vendor_id(pool: Pool) -> str | None:
+async def demo_vendor_id(pool: ConnectionPool) -> str | None:
     """The demo vendor's id, or None when there is none."""
     return await retrying(lambda: pool.fetchval(
         "SELECT id::text FROM rt_vendors WHERE name = $1 ORDER BY created_at LIMIT 1",

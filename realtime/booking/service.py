@@ -17,7 +17,7 @@ from realtime import errors
 from realtime.access import Acting
 from realtime.booking.gate import SlotGates
 from realtime.db.errors import retrying
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 
 # No customer, no ownership check, no idempotency scope: tools, tests and the demo.
 ANYONE = Acting(None, None, "")
@@ -58,7 +58,7 @@ def request_hash(**fields: Any) -> str:
 
 
 class BookingService:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.gates = SlotGates()
 

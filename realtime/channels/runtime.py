@@ -29,7 +29,7 @@ from realtime.channels.protocol import ClientMessage
 from realtime.channels.session import Session
 from realtime.channels.subscriber import Subscriber
 from realtime.channels.writer import PARALLEL_MIN, Sent, write_parallel
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.errors import CLOSE_GOING_AWAY, CLOSE_OVERLOAD
 from realtime.eventlog import cursor as cursors
 from realtime.eventlog.events import Event
@@ -51,7 +51,7 @@ class ChannelRuntime:
     def __init__(
         self,
         settings: Settings,
-        pool: Pool,
+        pool: ConnectionPool,
         booking: BookingService,
         dsn: str,
         access: Access | None = None,

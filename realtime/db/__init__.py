@@ -1,1 +1,2 @@
-"""PostgreSQL: the connection pool, errors by SQLSTATE, migrations, the embedded server."""
+"""PostgreSQL: the connection pools behind one interface, errors by SQLSTATE, migrations, the
+embedded server."""

@@ -1,18 +1,26 @@
-"""Opening connections: the pool every request uses, with JSON decoded by orjson."""
+"""Opening connections: the pool every request uses, with JSON decoded by orjson.
+
+`create_pool` is the one place that picks the pool (`REALTIME_POOL`, `Settings.pool_implementation`):
+ours (realtime/db/pool.py) or asyncpg's (realtime/db/asyncpg_pool.py), both opened with the
+same connection setup below.
+"""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
+from realtime.db.asyncpg_pool import AsyncpgPool
+from realtime.db.interface import ConnectionPool
 from realtime.db.pool import Pool
+from realtime.settings import POOL_IMPLEMENTATIONS
 
 # Keepalives let a dead peer be noticed in seconds instead of TCP's minutes.
 KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
               "tcp_keepalives_count": "3"}
+COMMAND_TIMEOUT = 30
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -26,16 +34,23 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, size: int = 10, **kwargs: Any) -> Pool:
-    """A pool whose json/jsonb columns come back as Python objects (decoded by orjson).
+async def create_pool(dsn: str, size: int = 10, implementation: str = "ours", *,
+                      application_name: str = "realtime") -> ConnectionPool:
+    """A pool of `implementation` (a `REALTIME_POOL` value) whose json/jsonb columns come back
+    as Python objects (decoded by orjson).
 
-    Raises what asyncpg.connect raises when the first connection cannot be opened.
+    Raises ValueError naming REALTIME_POOL for an unknown implementation, and what
+    asyncpg.connect raises when the first connection cannot be opened.
     """
-    return await Pool(
-        dsn, size, init=_init_connection, command_timeout=30,
-        server_settings={"application_name": "realtime", **KEEPALIVES},
-        **kwargs,
-    ).start()
+    settings = {"application_name": application_name, **KEEPALIVES}
+    if implementation == "ours":
+        return await Pool(dsn, size, init=_init_connection, command_timeout=COMMAND_TIMEOUT,
+                          server_settings=settings).start()
+    if implementation == "asyncpg":
+        return await AsyncpgPool.open(dsn, size, init=_init_connection,
+                                      command_timeout=COMMAND_TIMEOUT, server_settings=settings)
+    raise ValueError(f"REALTIME_POOL must be one of {', '.join(POOL_IMPLEMENTATIONS)}; "
+                     f"got {implementation!r}")
 
 
 def dsn_for_database(dsn: str, database: str) -> str:

@@ -49,12 +49,11 @@ from typing import Any
 
 import asyncpg
 
+from realtime.db.interface import CLOSE_TIMEOUT, PoolClosed
+
+__all__ = ["CLOSE_TIMEOUT", "Pool", "PoolClosed"]
+
 log = logging.getLogger("realtime.db.pool")
-CLOSE_TIMEOUT = 5.0
-
-
-class PoolClosed(asyncpg.InterfaceError):
-    """The pool was closed; raised to queued callers and to new ones."""
 
 
 class _Job:
@@ -79,6 +78,8 @@ def _sound(conn: asyncpg.Connection, exc: BaseException | None) -> bool:
 
 
 class Pool:
+    """Ours: implements `realtime.db.interface.ConnectionPool` (the module docstring says how)."""
+
     def __init__(self, dsn: str, size: int,
                  init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
                  **connect_kwargs: Any) -> None:

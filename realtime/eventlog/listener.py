@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from realtime.db.connect import KEEPALIVES
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
 from realtime.eventlog.events import Event, fetch_after
 from realtime.settings import Settings
@@ -64,7 +64,7 @@ class Listener:
     def __init__(
         self,
         settings: Settings,
-        pool: Pool,
+        pool: ConnectionPool,
         dsn: str,
         on_events: OnEvents,
         on_gap: Callable[[], None] | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 
 from realtime import errors
 from realtime.db.errors import retrying
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.eventlog import cursor
 from realtime.eventlog.channels import Channel
 from realtime.eventlog.events import EVENT_COLUMNS, Event
@@ -49,7 +49,7 @@ def _tables(channel: Channel) -> tuple[str, str]:
 
 
 class EventLog:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
     async def snapshot(self, channel: Channel, from_: datetime | None = None,

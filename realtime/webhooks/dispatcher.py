@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from realtime import __version__
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.httpclient import MAX_IDLE, Connection, HttpError, HttpTimeout, connection_for
 from realtime.tasks import cancel_all, supervise
 from realtime.webhooks import metrics
@@ -59,7 +59,7 @@ def backoff(attempt: int) -> float:
 
 
 class Dispatcher:
-    def __init__(self, pool: Pool, allow_private: bool = False) -> None:
+    def __init__(self, pool: ConnectionPool, allow_private: bool = False) -> None:
         self.store = WebhookStore(pool)
         self.allow_private = allow_private
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from realtime import errors
 from realtime.db.errors import retrying
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.webhooks.events import EVENT_SQL, KINDS_OF, TYPES
 from realtime.webhooks.signing import new_secret
 
@@ -32,7 +32,7 @@ def _ts(value: datetime | None) -> str | None:
 
 
 class WebhookStore:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
     # -- admin ------------------------------------------------------------------------------

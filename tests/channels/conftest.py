@@ -25,8 +25,9 @@ from realtime.app import create_app
 from realtime.booking.service import BookingService
 from realtime.channels.runtime import ChannelRuntime
 from realtime.db.connect import create_pool
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from realtime.settings import Settings
+from tests.support.pools import SELECTED_POOL
 from tests.support.server import free_port
 
 
@@ -58,6 +59,7 @@ class Live:
 
 
 BASE_SETTINGS = Settings(
+    pool_implementation=SELECTED_POOL,
     sequencer_poll_seconds=0.1,
     rate_limit_per_second=0,
     ws_messages_per_second=1000,
@@ -128,7 +130,7 @@ async def live(database_url: str) -> AsyncIterator[Live]:
 
 @dataclass
 class World:
-    pool: Pool
+    pool: ConnectionPool
     booking: BookingService
     vendor: str
     services: list[str]
@@ -139,7 +141,7 @@ class World:
 
 
 async def seed(database_url: str, services: int = 2, slots: int = 3, capacity: int = 1000) -> World:
-    pool = await create_pool(database_url, 8)
+    pool = await create_pool(database_url, 8, SELECTED_POOL)
     booking = BookingService(pool)
     vendor = (await booking.create_vendor("Salon"))["id"]
     start = datetime(2030, 1, 7, 9, tzinfo=UTC)

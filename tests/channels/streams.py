@@ -7,11 +7,11 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from realtime.db.pool import Pool
+from realtime.db.interface import ConnectionPool
 from tests.channels.conftest import Client
 
 
-async def slot_versions(pool: Pool) -> dict[str, int]:
+async def slot_versions(pool: ConnectionPool) -> dict[str, int]:
     rows = await pool.fetch("SELECT id::text, version FROM rt_slots")
     return {r["id"]: r["version"] for r in rows}
 

@@ -260,10 +260,13 @@ class Listener:
                 events = await fetch_after(conn, self.last_pos, BATCH)
             if not events:
                 return
-            if events[0].pos != self.last_pos + 1:
-                # Pruned before we read them (a reader behind the retention): subscribers may
-                # have missed changes, so they must resync from a snapshot.
-                log.error("event log gap after %d (next is %d)", self.last_pos, events[0].pos)
+            # Positions are gap-free when numbered; a hole (at the start or inside the batch)
+            # means events were pruned before we read them (a reader behind the retention):
+            # subscribers may have missed changes, so they must resync from a snapshot.
+            if events[0].pos != self.last_pos + 1 or (
+                    events[-1].pos - events[0].pos + 1 != len(events)):
+                log.error("event log gap after %d (read %d events from %d to %d)", self.last_pos,
+                          len(events), events[0].pos, events[-1].pos)
                 if self._on_gap:
                     self._on_gap()
             self.last_pos = events[-1].pos

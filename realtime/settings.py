@@ -60,6 +60,7 @@ class Settings:
     pool_size: int = 10
     pool_implementation: str = "ours"
     event_retention_seconds: int = 3600
+    resume_events: int = 10_000
     sequencer_poll_seconds: float = 0.25
     sweep_interval_seconds: float = 0.5
     rate_limit_per_second: float = 1000.0
@@ -95,6 +96,7 @@ class Settings:
             pool_size=_int(e, "REALTIME_POOL_SIZE", 10),
             pool_implementation=_choice(e, "REALTIME_POOL", POOL_IMPLEMENTATIONS, "ours"),
             event_retention_seconds=_int(e, "REALTIME_EVENT_RETENTION", 3600),
+            resume_events=_int(e, "REALTIME_RESUME_EVENTS", 10_000),
             sequencer_poll_seconds=_float(e, "REALTIME_SEQUENCER_POLL", 0.25),
             sweep_interval_seconds=_float(e, "REALTIME_SWEEP_INTERVAL", 0.5),
             rate_limit_per_second=_float(e, "REALTIME_RATE_LIMIT", 1000.0),

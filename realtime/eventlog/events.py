@@ -39,3 +39,11 @@ async def fetch_after(conn: asyncpg.Connection, pos: int, limit: int = 1000) -> 
     """Numbered events after `pos`, in position order."""
     rows = await conn.fetch(FETCH_AFTER, pos, limit)
     return [Event.from_record(r) for r in rows]
+
+
+async def fetch_between(conn: asyncpg.Connection, after: int, upto: int) -> list[Event]:
+    """Numbered events with `after < pos <= upto`, in position order."""
+    rows = await conn.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM rt_events WHERE pos > $1 AND pos <= $2 ORDER BY pos",
+        after, upto)
+    return [Event.from_record(r) for r in rows]

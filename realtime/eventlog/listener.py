@@ -31,7 +31,8 @@ import asyncpg
 from realtime.db.connect import KEEPALIVES
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
-from realtime.eventlog.events import Event, fetch_after
+from realtime.eventlog.events import Event, fetch_after, fetch_between
+from realtime.eventlog.recent import RecentEvents
 from realtime.settings import Settings
 from realtime.tasks import backoff, cancel_all, supervise
 
@@ -74,6 +75,9 @@ class Listener:
         self._dsn = dsn
         self._on_events = on_events
         self._on_gap = on_gap
+        # The log's recent events for resumes: fed in the same step as the hub's dispatch, so
+        # that its top is always the hub's position.
+        self.recent = RecentEvents(settings.resume_events)
         # Called (no arguments, must not block) after each batch of new events is dispatched:
         # other readers of the log, such as the webhook dispatcher, wake on it.
         self.watchers: list[Callable[[], None]] = []
@@ -89,12 +93,21 @@ class Listener:
         self.sequencer_calls = 0
 
     async def start(self) -> None:
-        """Read where the log stands now; live subscribers start from there."""
+        """Read where the log stands now (live subscribers start from there) and its most
+        recent events (resumes from a recent cursor are answered from memory)."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT epoch, last_pos FROM rt_sequencer WHERE id = 1")
-        if row is None:
-            raise RuntimeError("rt_sequencer is empty: run `realtime migrate`")
+            row = await conn.fetchrow(
+                "SELECT epoch, last_pos, pruned_pos FROM rt_sequencer WHERE id = 1")
+            if row is None:
+                raise RuntimeError("rt_sequencer is empty: run `realtime migrate`")
+            # One statement: the events and the position agree even if the pruner runs.
+            first = max(row["last_pos"] - self.recent.limit, row["pruned_pos"])
+            held = await fetch_between(conn, first, row["last_pos"])
         self.epoch, self.last_pos = row["epoch"], row["last_pos"]
+        if held and held[0].pos != first + 1:
+            first = held[0].pos - 1  # pruned meanwhile: hold only what is contiguous
+        self.recent.reset(first, self.epoch)
+        self.recent.extend(held)
         self._tasks = [
             supervise("listener", self._connection),
             supervise("sequencer", self._sequencer),
@@ -269,7 +282,9 @@ class Listener:
                           len(events), events[0].pos, events[-1].pos)
                 if self._on_gap:
                     self._on_gap()
+                self.recent.reset(events[0].pos - 1, self.epoch)
             self.last_pos = events[-1].pos
+            self.recent.extend(events)
             metrics.EVENTS_READ.inc(len(events))
             self._on_events(events, self.epoch, stamp)
             for watcher in self.watchers:

@@ -356,9 +356,9 @@ class Connection:
                 self.reply_error(exc)
                 continue
             if self._bucket is not None and (wait := self._bucket.take()) > 0:
-                self.reply_error(MessageError(RateLimited(wait), msg.id))
+                self.reply_error(MessageError(RateLimited(wait), msg.reply_id))
                 continue
-            metrics.MESSAGES_RECEIVED.labels(type(msg).__name__.lower()).inc()
+            metrics.MESSAGES_RECEIVED.labels(msg.kind).inc()
             await self.host.handle(self, msg)
 
     def reply_error(self, exc: MessageError) -> None:

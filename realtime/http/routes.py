@@ -23,7 +23,7 @@ from realtime.eventlog.store import EventLog
 from realtime.http.responses import JSONResponse, read_body, read_query
 from realtime.schema import decode, http
 from realtime.schema.operations import Link, operation
-from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN
+from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN, python_pattern
 from realtime.settings import Settings
 
 
@@ -60,7 +60,7 @@ def path_id(request: Request, not_found: type[errors.NotFound]) -> str:
         raise not_found() from None
 
 
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(python_pattern(IDEMPOTENCY_KEY_PATTERN))
 
 
 def idempotency_key(request: Request) -> str | None:

@@ -131,6 +131,7 @@ def test_wrong_field_types_are_bad_message(msg: dict[str, object], field: str) -
         ({"type": "hold", "slot_id": SLOT, "ttl_seconds": 3601}, "ttl_seconds", "from 1 to 3600"),
         ({"type": "hold", "slot_id": SLOT, "quantity": -1}, "quantity", "from 1 to 1000000"),
         ({"type": "book", "slot_id": "zzz"}, "slot_id", "an id (a UUID)"),
+        ({"type": "book", "slot_id": SLOT + "\n"}, "slot_id", "an id (a UUID)"),
         ({"type": "book", "slot_id": SLOT, "hold_id": "zzz"}, "hold_id", "an id (a UUID)"),
         ({"type": "cancel", "booking_id": "zzz"}, "booking_id", "an id (a UUID)"),
         ({"type": "book", "slot_id": SLOT, "idempotency_key": ""}, "idempotency_key",

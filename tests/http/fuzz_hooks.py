@@ -20,9 +20,9 @@ from typing import Any
 import schemathesis
 
 from realtime.http.responses import MAX_BODY
-from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN, parse_time
+from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN, parse_time, python_pattern
 
-_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_KEY = re.compile(python_pattern(IDEMPOTENCY_KEY_PATTERN))
 
 
 def _time(value: Any) -> Any:

@@ -63,6 +63,7 @@ async def test_limits_the_schema_states_are_the_ones_enforced(server):
                                  json={"name": "s", "exclusive": None})
         customer = await client.post("/api/bookings", json={"slot_id": slot["id"],
                                                             "customer_id": "\u0000"})
+        newline = await client.post("/api/bookings", json={"slot_id": slot["id"] + "\n"})
         key = await client.post("/api/bookings", json={"slot_id": slot["id"]},
                                 headers={"Idempotency-Key": "caf\u00e9".encode()})
     assert whole.status_code == 201 and whole.json()["booking"]["quantity"] == 2
@@ -71,7 +72,8 @@ async def test_limits_the_schema_states_are_the_ones_enforced(server):
     assert hold.status_code == 201 and hold.json()["hold"]["slot_id"] == slot["id"]
     assert capacity.status_code == 200 and capacity.json()["capacity"] == 9
     for response, field in ((nul, "name"), (blank, "name"), (long, "name"), (null, "exclusive"),
-                            (customer, "customer_id"), (key, "Idempotency-Key")):
+                            (customer, "customer_id"), (key, "Idempotency-Key"),
+                            (newline, "slot_id")):
         assert response.status_code == 422, response.text
         assert response.json()["error"] == {
             "code": "VALIDATION_ERROR", "field": field,

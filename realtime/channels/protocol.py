@@ -24,7 +24,6 @@ from realtime.eventlog.channels import Channel, parse_channel
 from realtime.schema import decode
 from realtime.schema.types import MAX_MESSAGE_ID
 from realtime.schema.ws import (
-    BOOKING_MESSAGES,
     BOOKING_TYPES,
     Auth,
     Book,
@@ -37,7 +36,7 @@ from realtime.schema.ws import (
 )
 
 __all__ = [
-    "BOOKING_MESSAGES", "MAX_FRAME_BYTES", "Auth", "Book", "Cancel", "Channel", "ClientMessage",
+    "MAX_FRAME_BYTES", "Auth", "Book", "Cancel", "Channel", "ClientMessage",
     "HoldRequest", "MessageError", "Ping", "Subscribe", "Unsubscribe", "parse", "parse_channel",
 ]
 

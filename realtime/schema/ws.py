@@ -12,8 +12,6 @@ VALIDATION_ERROR); everything else the server cannot act on gets an `error` fram
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 from msgspec import UNSET, UnsetType
 
@@ -118,7 +116,6 @@ class Auth(ClientBase, tag="auth", kw_only=True):
 
 
 ClientMessage = Subscribe | Unsubscribe | Book | HoldRequest | Cancel | Ping | Auth
-BOOKING_MESSAGES = (Book, HoldRequest, Cancel)
 BOOKING_TYPES = frozenset({"book", "hold", "cancel"})
 
 # -- server to client ---------------------------------------------------------------------------
@@ -197,6 +194,3 @@ class ErrorFrame(ServerBase, tag="error", kw_only=True):
 
 ServerMessage = (AvailabilityUpdated | ConflictDetected | Subscribed | Unsubscribed | Presence
                  | Result | Pong | ErrorFrame)
-
-ErrorCode = Literal["BAD_MESSAGE", "UNKNOWN_TYPE", "UNKNOWN_CHANNEL", "NOT_SUBSCRIBED",
-                    "UNAUTHORIZED", "RATE_LIMITED", "TOO_MANY_SUBSCRIPTIONS"]

@@ -59,7 +59,10 @@ def filter_case(context: Any, case: Any) -> bool:
 
 
 @schemathesis.hook
-def map_case(context: Any, case: Any) -> Any:
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    # Here rather than in map_case: the stateful phase merges its links' values into a case
+    # after the case hooks ran; edits made here are seen by the checks (schemathesis
+    # revalidates the case).
     body = case.body
     if (_positive(case) and case.operation.label == "POST /api/bookings"
             and isinstance(body, dict) and "hold_id" in body):
@@ -69,4 +72,3 @@ def map_case(context: Any, case: Any) -> Any:
     if isinstance(key, str) and _KEY.match(key):
         digest = hashlib.sha256(json.dumps(case.body, sort_keys=True, default=str).encode())
         headers["Idempotency-Key"] = key[:246] + "-" + digest.hexdigest()[:8]
-    return case

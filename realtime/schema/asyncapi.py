@@ -9,7 +9,7 @@ import msgspec
 
 from realtime import __version__
 from realtime.schema import ws
-from realtime.schema.openapi import TIME_COMPONENT, schema_hook, share_time
+from realtime.schema.openapi import TIME_COMPONENT, portable, schema_hook
 
 REF = "#/components/schemas/{name}"
 BROADCASTS = (ws.AvailabilityUpdated, ws.ConflictDetected, ws.Presence)
@@ -46,7 +46,7 @@ def asyncapi_document() -> dict[str, Any]:
     servers = list(get_args(ws.ServerMessage))
     refs, schemas = msgspec.json.schema_components(clients + servers, schema_hook=schema_hook,
                                                    ref_template=REF)
-    schemas = {**_discriminators(share_time(schemas)), **TIME_COMPONENT}
+    schemas = {**_discriminators(portable(schemas)), **TIME_COMPONENT}
     messages: dict[str, Any] = {}
     client_keys: list[str] = []
     server_keys: list[str] = []

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 from realtime import __version__
 from realtime.schema.objects import Error
 from realtime.schema.operations import Operation, declared
-from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN, TIME_SCHEMA, UUID_PATTERN, Time
+from realtime.schema.types import TIME_SCHEMA, Id, IdempotencyKey, Time, ecma_pattern
 
 # Served, but not API operations: the widget page, its files, the WebSocket (/asyncapi.json).
 UNDOCUMENTED = frozenset({"/", "/static", "/ws"})
@@ -44,16 +44,18 @@ def schema_hook(type_: type) -> dict[str, Any]:
     raise NotImplementedError(type_)
 
 
-def share_time(node: Any) -> Any:
-    """`node` with every inline `Time` schema replaced by a $ref to one `Time` component
-    (TIME_COMPONENT): its pattern is long, and one definition of it is enough."""
+def portable(node: Any) -> Any:
+    """`node` as JSON Schema readers want it: every inline `Time` schema replaced by a $ref to
+    the one `Time` component (TIME_COMPONENT; its pattern is long), and patterns written for
+    Python's `re` (`\\Z`) back in ECMA-262's dialect (`$`)."""
     if isinstance(node, dict):
         if node.get("pattern") == TIME_SCHEMA["pattern"]:
             extra = {k: v for k, v in node.items() if k not in TIME_SCHEMA}
             return {"$ref": REF.format(name="Time"), **extra}
-        return {k: share_time(v) for k, v in node.items()}
+        return {k: ecma_pattern(v) if k == "pattern" and isinstance(v, str) else portable(v)
+                for k, v in node.items()}
     if isinstance(node, list):
-        return [share_time(v) for v in node]
+        return [portable(v) for v in node]
     return node
 
 
@@ -110,8 +112,8 @@ def _error_responses(op: Operation, path: str, auth: bool) -> dict[str, Any]:
 def _parameters(op: Operation, path: str, schemas: dict[Any, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     if "{id}" in path:
-        params.append({"name": "id", "in": "path", "required": True, "schema": {
-            "type": "string", "format": "uuid", "pattern": UUID_PATTERN}})
+        params.append({"name": "id", "in": "path", "required": True,
+                       "schema": msgspec.json.schema(Id)})
     if op.query is not None:
         component = schemas[op.query]
         for name, schema in component["properties"].items():
@@ -124,8 +126,7 @@ def _parameters(op: Operation, path: str, schemas: dict[Any, Any]) -> list[dict[
             "description": "A replay with the same key and body returns the first response and "
                            "books nothing more; the same key with another body is 422 "
                            "IDEMPOTENCY_KEY_REUSED. Scoped to the customer, kept 24 hours.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                       "pattern": IDEMPOTENCY_KEY_PATTERN}})
+            "schema": msgspec.json.schema(IdempotencyKey)})
     return params
 
 
@@ -164,8 +165,9 @@ def openapi_document(routes: Iterable[BaseRoute], auth: bool) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": op.summary}
         if op.response is not None:
             ok["content"] = {op.media_type: {"schema": refs[types.index(op.response)]}}
-        elif op.media_type != "application/json":
-            ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        else:  # the metrics text, the documents themselves
+            kind = "object" if op.media_type == "application/json" else "string"
+            ok["content"] = {op.media_type: {"schema": {"type": kind}}}
         if op.links:
             ok["links"] = _links(op)
         entry["responses"] = {str(op.status): ok, **_error_responses(op, path, auth)}
@@ -175,13 +177,14 @@ def openapi_document(routes: Iterable[BaseRoute], auth: bool) -> dict[str, Any]:
     for type_ in types:
         if any(op.query is type_ for _, _, op in ops):
             components.pop(type_.__name__)  # query Structs become parameters, not schemas
-    paths = share_time(paths)
-    components = {**share_time(components), **TIME_COMPONENT}
+    paths = portable(paths)
+    components = {**portable(components), **TIME_COMPONENT}
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "realtime", "version": __version__,
                  "description": "Real-time availability server for booking systems. The "
-                                "WebSocket protocol of /ws is described by /asyncapi.json."},
+                                "WebSocket protocol of /ws is described by /asyncapi.json. "
+                                "HEAD is answered for every GET."},
         "paths": paths,
         "components": {"schemas": components},
     }

@@ -18,9 +18,14 @@ from realtime.eventlog.channels import CHANNEL_PATTERN
 
 def python_pattern(pattern: str) -> str:
     """A JSON Schema (ECMA-262) pattern for Python's `re`, which msgspec uses: there `$` also
-    matches before a final newline, so an id with a trailing `\\n` would pass."""
+    matches before a final newline, so an id with a trailing `\\n` would pass. The documents
+    turn it back (`ecma_pattern`)."""
     assert pattern.endswith("$"), pattern
     return pattern[:-1] + "\\Z"
+
+
+def ecma_pattern(pattern: str) -> str:
+    return pattern[:-2] + "$" if pattern.endswith("\\Z") else pattern
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -33,10 +38,10 @@ SERVED_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # Accepted in any case; decoding lower-cases it (see `canonical`), so that one slot is one
 # key everywhere (the slot gates, idempotency hashes, channel names).
 Id = Annotated[str, Meta(pattern=python_pattern(UUID_PATTERN),
-                         extra_json_schema={"format": "uuid", "pattern": UUID_PATTERN},
+                         extra_json_schema={"format": "uuid"},
                          extra={"expects": "an id (a UUID)"})]
-ServedId = Annotated[str, Meta(pattern=python_pattern(SERVED_UUID_PATTERN), extra_json_schema={
-    "format": "uuid", "pattern": SERVED_UUID_PATTERN})]
+ServedId = Annotated[str, Meta(pattern=python_pattern(SERVED_UUID_PATTERN),
+                               extra_json_schema={"format": "uuid"})]
 
 
 def canonical(value: str) -> str:
@@ -51,7 +56,6 @@ MAX_NAME = 200
 NAME_PATTERN = "^[\\t\\n\\r ]*[^\\x00\\t\\n\\r ][^\\x00]*$"
 Name = Annotated[str, Meta(
     min_length=1, max_length=MAX_NAME, pattern=python_pattern(NAME_PATTERN),
-    extra_json_schema={"pattern": NAME_PATTERN},
     extra={"expects": f"1 to {MAX_NAME} characters, not blank, without NUL"})]
 CustomerId = Name
 
@@ -59,7 +63,6 @@ CustomerId = Name
 IDEMPOTENCY_KEY_PATTERN = "^[\\x21-\\x7e](?:[\\x20-\\x7e]{0,253}[\\x21-\\x7e])?$"
 IdempotencyKey = Annotated[str, Meta(
     pattern=python_pattern(IDEMPOTENCY_KEY_PATTERN), min_length=1, max_length=255,
-    extra_json_schema={"pattern": IDEMPOTENCY_KEY_PATTERN},
     extra={"expects": "1 to 255 printable ASCII characters, not starting or ending with a space"})]
 
 MAX_MESSAGE_ID = 64
@@ -190,5 +193,5 @@ TIME_SCHEMA: dict[str, Any] = {
 SERVED_TIME_PATTERN = (
     "^(?:19[7-9][0-9]|[2-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
     "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?Z$")
-ServedTime = Annotated[str, Meta(pattern=python_pattern(SERVED_TIME_PATTERN), extra_json_schema={
-    "format": "date-time", "pattern": SERVED_TIME_PATTERN})]
+ServedTime = Annotated[str, Meta(pattern=python_pattern(SERVED_TIME_PATTERN),
+                                 extra_json_schema={"format": "date-time"})]

@@ -27,6 +27,15 @@ def _app(**settings: Any) -> Any:
     return create_app(Settings(database_url="postgresql://unused/none", **settings)).app
 
 
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "pattern"] + [
+            p for v in node.values() for p in _patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in _patterns(v)]
+    return []
+
+
 def _served(app: Any) -> set[tuple[str, str]]:
     return {(route.path, method.lower()) for route in app.routes
             if isinstance(route, Route) and route.path not in UNDOCUMENTED
@@ -46,6 +55,9 @@ def test_openapi_covers_exactly_the_route_table() -> None:
     validate(document)
     ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
     assert len(ids) == len(set(ids))
+    # JSON Schema's regex dialect is ECMA-262's: none of Python's `\Z` (what msgspec checks).
+    patterns = _patterns(document) + _patterns(asyncapi_document())
+    assert len(patterns) > 10 and all(p.startswith("^") and p.endswith("$") for p in patterns)
 
 
 def test_openapi_states_the_limits_headers_and_links() -> None:

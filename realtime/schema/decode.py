@@ -12,6 +12,7 @@ where an integer is declared and decodes once more: 2.0 is accepted as 2, 2.5 is
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -73,10 +74,11 @@ def decode(dec: msgspec.json.Decoder[T], raw: bytes | str, root: str) -> T:
     except msgspec.ValidationError as exc:
         first = exc
     try:
+        # msgspec may refuse the type before it reads the rest: what is not JSON at all raises
+        # DecodeError here.
         document = msgspec.json.decode(raw)
     except msgspec.ValidationError:  # a number past a float's range: well-formed JSON still
         document = json.loads(raw)
-    # Not JSON at all (msgspec refused the type before reading the rest): DecodeError.
     return _settle(document, dec.type, first, root)
 
 
@@ -88,8 +90,13 @@ def convert(value: Mapping[str, Any], type_: type[T], root: str) -> T:
         return _settle(dict(value), type_, exc, root)
 
 
+@functools.cache
+def _info(type_: Any) -> mi.Type:
+    return mi.type_info(type_)
+
+
 def _settle(document: Any, type_: Any, exc: msgspec.ValidationError, root: str) -> Any:
-    info = mi.type_info(type_)
+    info = _info(type_)
     coerced = _coerce(document, info)
     if coerced is not document:
         try:

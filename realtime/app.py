@@ -25,7 +25,16 @@ from realtime.eventlog.store import EventLog
 from realtime.http.context import EXCEPTION_HANDLERS, RequestContext, direct_routes
 from realtime.http.routes import create_booking, create_hold
 from realtime.http.routes import routes as api_routes
-from realtime.http.system import STATIC, PublicStatic, healthz, index, metrics_endpoint, openapi, readyz
+from realtime.http.system import (
+    STATIC,
+    PublicStatic,
+    asyncapi,
+    healthz,
+    index,
+    metrics_endpoint,
+    openapi,
+    readyz,
+)
 from realtime.http.webhooks import routes as webhook_routes
 from realtime.settings import Settings
 from realtime.shared import shared_for
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, name="metrics"),
             Route("/openapi.json", openapi),
+            Route("/asyncapi.json", asyncapi),
             Route("/", index),
             Mount("/static", PublicStatic(StaticFiles(directory=STATIC)), name="static"),
             WebSocketRoute("/ws", ws_endpoint),

@@ -56,6 +56,7 @@ def _claims() -> list[tuple[str, str]]:
     from realtime.eventlog import listener, store
     from realtime.http import responses
     from realtime.loadtest import options as runner
+    from realtime.schema import types
     from realtime.settings import Settings
     from realtime.shared.presence import RedisPresence
 
@@ -64,7 +65,7 @@ def _claims() -> list[tuple[str, str]]:
     sub = Subscriber(defaults.ws_send_queue, lambda: None)
     presence = ("at most once per second per channel" if runtime.PRESENCE_INTERVAL == 1
                 else f"at most once every {runtime.PRESENCE_INTERVAL:g} s per channel")
-    hold_ttl = _int_field_args(ROOT / "realtime/http/routes.py", "ttl_seconds")
+    hold_ttl = _hold_ttl()
     return [
         ("architecture.md", f"at most {gate.WIDTH} `rt_book` / `rt_hold` calls per slot in flight"),
         ("architecture.md", f"at least {listener.MIN_DRAIN_SPACING * 1000:g} ms apart"),
@@ -73,7 +74,7 @@ def _claims() -> list[tuple[str, str]]:
         ("architecture.md", f"A dispatch to `PARALLEL_MIN` ({writer.PARALLEL_MIN}) sockets or more"),
         ("protocol.md", f"Largest frame a client may send: {protocol.MAX_FRAME_BYTES // 1024} KiB"),
         ("protocol.md", f"| 1009 | a frame over {protocol.MAX_FRAME_BYTES // 1024} KiB |"),
-        ("protocol.md", f"a string of at most {protocol.MAX_ID_LENGTH} characters"),
+        ("protocol.md", f"a string of at most {types.MAX_MESSAGE_ID} characters"),
         ("protocol.md", f"`REALTIME_WS_PING_INTERVAL` seconds (default {defaults.ws_ping_interval:g})"),
         ("protocol.md", f"`REALTIME_WS_MAX_SUBSCRIPTIONS` (default {defaults.ws_max_subscriptions})"),
         ("protocol.md", f"A snapshot holds at most {store.SNAPSHOT_LIMIT:,} slots"),
@@ -102,17 +103,14 @@ def _claims() -> list[tuple[str, str]]:
     ]
 
 
-def _int_field_args(path: Path, field: str) -> tuple[int, int, int]:
-    """(default, lo, hi) of the `int_field(body, FIELD, default, lo, hi)` call in `path`."""
-    import ast
+def _hold_ttl() -> tuple[int, int, int]:
+    """(default, lo, hi) of a hold's ttl_seconds, as the schema declares it."""
+    import typing
 
-    for node in ast.walk(ast.parse(path.read_text())):
-        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "int_field"
-                and len(node.args) >= 5 and isinstance(node.args[1], ast.Constant)
-                and node.args[1].value == field):
-            default, lo, hi = (ast.literal_eval(a) for a in node.args[2:5])
-            return default, lo, hi
-    raise AssertionError(f"no int_field call for {field} in {path}")
+    from realtime.schema.http import CreateHold
+
+    meta = typing.get_args(typing.get_type_hints(CreateHold, include_extras=True)["ttl_seconds"])[1]
+    return CreateHold(slot_id="x").ttl_seconds, meta.ge, meta.le
 
 
 def _idempotency_hours() -> int:

@@ -57,6 +57,22 @@ class Host(Protocol):
 
 log = logging.getLogger("realtime.channels.connection")
 
+
+class _QuietInvalidUtf8(logging.Filter):
+    """uvicorn's default WebSocket implementation (websockets-sansio) fails a text frame that
+    is not UTF-8 as RFC 6455 says, closing with 1007, but logs it as an error with a traceback.
+    Any client can send one: that is a bad client, not a server error, so one info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UnicodeDecodeError):
+            log.info("a client sent a text frame that is not UTF-8: closed with 1007")
+            return False
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietInvalidUtf8())
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -255,9 +271,9 @@ class Connection:
                 self.reply_error(exc)
                 continue
             if self._bucket is not None and (wait := self._bucket.take()) > 0:
-                self.reply_error(MessageError(RateLimited(wait), msg.id))
+                self.reply_error(MessageError(RateLimited(wait), msg.reply_id))
                 continue
-            metrics.MESSAGES_RECEIVED.labels(type(msg).__name__.lower()).inc()
+            metrics.MESSAGES_RECEIVED.labels(msg.kind).inc()
             await self.host.handle(self, msg)
 
     def reply_error(self, exc: MessageError) -> None:

@@ -1,18 +1,17 @@
-"""The WebSocket protocol of `/ws`: typed messages, strict parsing, encoding with orjson.
+"""The WebSocket protocol of `/ws`: parsing client frames, encoding server frames.
 
-Everything a client can send is parsed here into one of the message classes below, or rejected
-with the contract's error code; everything the server sends is encoded here. Frames are text
-frames of one JSON object each, so encoders return `str`: the fan-out builds a frame once per
-channel and hands the very same string to every subscriber.
+Client messages are declared in realtime/schema/ws.py and decoded straight into those Structs;
+what cannot be decoded becomes a `MessageError` with the contract's code and a message naming
+the field. Server frames are text frames of one JSON object each, so encoders return `str`: the
+fan-out builds a frame once per channel and hands the very same string to every subscriber.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+import json
 from typing import Any
 
+import msgspec
 import orjson
 
 from realtime.errors import (
@@ -22,16 +21,35 @@ from realtime.errors import (
     ValidationError,
 )
 from realtime.eventlog.channels import Channel, parse_channel
+from realtime.schema import decode
+from realtime.schema.types import MAX_MESSAGE_ID
+from realtime.schema.ws import (
+    BOOKING_TYPES,
+    Auth,
+    Book,
+    Cancel,
+    ClientMessage,
+    HoldRequest,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+)
 
-MAX_ID_LENGTH = 64
+__all__ = [
+    "MAX_FRAME_BYTES", "Auth", "Book", "Cancel", "Channel", "ClientMessage",
+    "HoldRequest", "MessageError", "Ping", "Subscribe", "Unsubscribe", "parse", "parse_channel",
+]
+
 MAX_FRAME_BYTES = 64 * 1024
+_DECODER = decode.decoder(ClientMessage)
 
 
 class MessageError(Exception):
     """A client message the server cannot act on.
 
-    `as_result` is set for a booking message whose fields are well-formed JSON but out of range:
-    the contract answers those with `result` (ok false, as HTTP would say 422), not `error`.
+    `as_result` is set for a booking message whose fields are well-typed but out of their
+    limits: the contract answers those with `result` (ok false, as HTTP would say 422), not
+    `error`.
     """
 
     def __init__(self, error: RealtimeError, id: str | None = None, as_result: bool = False):
@@ -41,189 +59,69 @@ class MessageError(Exception):
         self.as_result = as_result
 
 
-def _channel(value: object) -> Channel:
-    if not isinstance(value, str):
-        raise BadMessage("channel: must be a string")
-    return parse_channel(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    id: str | None
-    channel: Channel
-    since: str | None = None
-    from_: datetime | None = None
-    to: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    id: str | None
-    channel: Channel
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    id: str | None
-    slot_id: str
-    quantity: int | None = None  # None: the hold's quantity when confirming one, else 1
-    hold_id: str | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    id: str | None
-    slot_id: str
-    quantity: int = 1
-    ttl_seconds: int = 300
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    id: str | None
-    booking_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Auth:
-    id: str | None
-    token: str
-
-
-ClientMessage = Subscribe | Unsubscribe | Book | Hold | Cancel | Ping | Auth
-BOOKING_MESSAGES = (Book, Hold, Cancel)
-
-
-def _str(obj: dict[str, Any], name: str, *, required: bool = False, max_len: int = 1024) -> Any:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise BadMessage(f"{name}: required")
-        return None
-    if not isinstance(value, str):
-        raise BadMessage(f"{name}: must be a string")
-    if not value and required:
-        raise BadMessage(f"{name}: must not be empty")
-    if len(value) > max_len:
-        raise BadMessage(f"{name}: longer than {max_len} characters")
-    return value
-
-
-def _int(obj: dict[str, Any], name: str, default: int) -> int:
-    value = obj.get(name)
-    if value is None:
-        return default
-    # bool is an int subclass in Python; `true` is not a quantity.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadMessage(f"{name}: must be an integer")
-    return value
-
-
-def _time(obj: dict[str, Any], name: str) -> datetime | None:
-    raw = _str(obj, name, max_len=64)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadMessage(f"{name}: not an RFC 3339 time") from None
-    if value.tzinfo is None:
-        raise BadMessage(f"{name}: needs a time zone (for example Z)")
-    return value
-
-
-def _range(msg_id: str | None, name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise MessageError(
-            ValidationError(name, f"must be between {low} and {high}"), msg_id, as_result=True
-        )
-
-
 def parse(raw: str | bytes) -> ClientMessage:
     """Parse one client frame; raise `MessageError` with the contract's code on anything else."""
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MessageError(BadMessage("not valid JSON")) from None
-    if not isinstance(obj, dict):
-        raise MessageError(BadMessage("a message is a JSON object"))
-    msg_id = obj.get("id")
-    if msg_id is not None and (not isinstance(msg_id, str) or len(msg_id) > MAX_ID_LENGTH):
-        raise MessageError(BadMessage(f"id: a string of at most {MAX_ID_LENGTH} characters"))
-    kind = obj.get("type")
-    if not isinstance(kind, str):
-        raise MessageError(BadMessage("type: required, a string"), msg_id)
-    builder = _BUILDERS.get(kind)
-    if builder is None:
-        raise MessageError(UnknownType(f"unknown message type {kind[:64]!r}"), msg_id)
+        return _DECODER.decode(raw)
+    except msgspec.ValidationError:
+        pass  # the slow path below words it
+    except msgspec.DecodeError:
+        raise MessageError(BadMessage("message: not valid JSON", field="message")) from None
+    except RealtimeError as exc:  # a Struct's own check: the channel, from before to
+        raise _rejected(exc, _document(raw)) from None
     try:
-        return builder(msg_id, obj)
+        return decode.decode(_DECODER, raw, "message")
+    except decode.Invalid as exc:
+        raise _invalid(exc.problem, exc.document) from None
+    except msgspec.DecodeError:  # refused by type before the malformed part was read
+        raise MessageError(BadMessage("message: not valid JSON", field="message")) from None
     except RealtimeError as exc:
-        raise MessageError(exc, msg_id) from None
+        raise _rejected(exc, _document(raw)) from None
 
 
-def _subscribe(msg_id: str | None, obj: dict[str, Any]) -> Subscribe:
-    channel = _channel(obj.get("channel"))
-    since = _str(obj, "since", max_len=200)
-    return Subscribe(msg_id, channel, since, _time(obj, "from"), _time(obj, "to"))
+def _document(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
-def _unsubscribe(msg_id: str | None, obj: dict[str, Any]) -> Unsubscribe:
-    return Unsubscribe(msg_id, _channel(obj.get("channel")))
+def _id_of(document: Any) -> str | None:
+    """The message's id when it is a usable one, so that the error reply can echo it."""
+    msg_id = document.get("id") if isinstance(document, dict) else None
+    return msg_id if isinstance(msg_id, str) and len(msg_id) <= MAX_MESSAGE_ID else None
 
 
-def _book(msg_id: str | None, obj: dict[str, Any]) -> Book:
-    msg = Book(
-        msg_id,
-        _str(obj, "slot_id", required=True, max_len=64),
-        None if obj.get("quantity") is None else _int(obj, "quantity", 1),
-        _str(obj, "hold_id", max_len=64),
-        _str(obj, "idempotency_key", max_len=255),
-    )
-    if msg.quantity is not None:
-        _range(msg_id, "quantity", msg.quantity, 1, 1_000_000)
-    return msg
+def _invalid(problem: decode.Problem, document: Any) -> MessageError:
+    msg_id = _id_of(document)
+    if isinstance(document, dict) and "id" in document and msg_id is None:
+        # An unusable id is reported first: the reply cannot carry it.
+        return MessageError(BadMessage(
+            f"id: must be a string of at most {MAX_MESSAGE_ID} characters", field="id"))
+    if problem.field == "message":
+        return MessageError(BadMessage("message: must be a JSON object with a string type",
+                                       field="message"))
+    if problem.unknown_tag:
+        name = str(document.get("type"))[:64]
+        return MessageError(UnknownType(f"type: unknown message type {name!r}", field="type"),
+                            msg_id)
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind in BOOKING_TYPES and not problem.wrong_type:
+        return MessageError(problem.error(), msg_id, as_result=True)
+    return MessageError(BadMessage(f"{problem.field}: {problem.message}", field=problem.field),
+                        msg_id)
 
 
-def _hold(msg_id: str | None, obj: dict[str, Any]) -> Hold:
-    msg = Hold(
-        msg_id,
-        _str(obj, "slot_id", required=True, max_len=64),
-        _int(obj, "quantity", 1),
-        _int(obj, "ttl_seconds", 300),
-    )
-    _range(msg_id, "quantity", msg.quantity, 1, 1_000_000)
-    _range(msg_id, "ttl_seconds", msg.ttl_seconds, 1, 3600)
-    return msg
-
-
-def _cancel(msg_id: str | None, obj: dict[str, Any]) -> Cancel:
-    return Cancel(msg_id, _str(obj, "booking_id", required=True, max_len=64))
-
-
-def _ping(msg_id: str | None, obj: dict[str, Any]) -> Ping:
-    return Ping(msg_id)
-
-
-def _auth(msg_id: str | None, obj: dict[str, Any]) -> Auth:
-    return Auth(msg_id, _str(obj, "token", required=True, max_len=8192))
-
-
-_BUILDERS: dict[str, Callable[[str | None, dict[str, Any]], ClientMessage]] = {
-    "subscribe": _subscribe,
-    "unsubscribe": _unsubscribe,
-    "book": _book,
-    "hold": _hold,
-    "cancel": _cancel,
-    "ping": _ping,
-    "auth": _auth,
-}
+def _rejected(exc: RealtimeError, document: Any) -> MessageError:
+    msg_id = _id_of(document)
+    if isinstance(exc, ValidationError):
+        # Outside booking messages a wrong value is BAD_MESSAGE, still naming its field.
+        field = exc.details.get("field", "message")
+        kind = document.get("type") if isinstance(document, dict) else None
+        if kind in BOOKING_TYPES:
+            return MessageError(exc, msg_id, as_result=True)
+        return MessageError(BadMessage(exc.message, field=field), msg_id)
+    return MessageError(exc, msg_id)
 
 
 # --- server to client -------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from msgspec import UNSET
+
 from realtime.access import Access, Caller, counted
 from realtime.booking.service import BookingService
 from realtime.channels.hub import Hub
@@ -20,7 +22,7 @@ from realtime.channels.protocol import (
     Book,
     Cancel,
     ClientMessage,
-    Hold,
+    HoldRequest,
     MessageError,
     Ping,
     Subscribe,
@@ -47,6 +49,9 @@ from realtime.eventlog.store import EventLog, EventsPage, Snapshot
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.channels.session")
+
+# The operation labels of realtime_bookings_total, the same as HTTP's.
+_OPERATIONS: dict[type, str] = {Book: "book", HoldRequest: "hold", Cancel: "cancel"}
 
 
 class Peer(Protocol):
@@ -76,14 +81,14 @@ class Session:
 
     async def handle(self, peer: Peer, msg: ClientMessage) -> None:
         if isinstance(msg, Ping):
-            peer.sub.send(encode_pong(msg.id))
+            peer.sub.send(encode_pong(msg.reply_id))
         elif isinstance(msg, Subscribe):
             await self._subscribe(peer, msg)
         elif isinstance(msg, Unsubscribe):
-            if self.hub.leave(peer.sub, msg.channel.name):
-                peer.sub.send(encode_unsubscribed(msg.id, msg.channel.name))
+            if self.hub.leave(peer.sub, msg.channel):
+                peer.sub.send(encode_unsubscribed(msg.reply_id, msg.channel))
             else:
-                peer.reply_error(MessageError(NotSubscribed(), msg.id))
+                peer.reply_error(MessageError(NotSubscribed(), msg.reply_id))
         elif isinstance(msg, Auth):
             await self._auth(peer, msg)
         else:
@@ -104,43 +109,45 @@ class Session:
         try:
             peer.caller = await self.access.renewed(peer.caller, msg.token)
         except Unauthorized as exc:
-            peer.reply_error(MessageError(exc, msg.id))
+            peer.reply_error(MessageError(exc, msg.reply_id))
             return
-        peer.sub.send(encode_result(msg.id, {}))
+        peer.sub.send(encode_result(msg.reply_id, {}))
 
     async def _subscribe(self, peer: Peer, msg: Subscribe) -> None:
         hub = self.hub
         sub = peer.sub
-        name = msg.channel.name
+        name = msg.channel
+        reply_id = msg.reply_id
         if name not in sub.channels and len(sub.channels) >= self.settings.ws_max_subscriptions:
-            peer.reply_error(MessageError(TooManySubscriptions(), msg.id))
+            peer.reply_error(MessageError(TooManySubscriptions(), reply_id))
             return
         # Join first, read second: whatever the hub dispatches while we read is buffered and
         # filtered against the position of what we read (see hub.py).
         hub.begin_join(sub, name)
         try:
             page = None
-            if msg.since is not None:
-                page = await self._events_since(msg)
+            if msg.since is not UNSET:
+                page = await self._events_since(msg, msg.since)
             if page is not None:
                 cursor = cursors.encode(page.pos, page.epoch)
                 frames = [hub.encode_event(name, ev, page.epoch) for ev in page.events]
-                first = encode_subscribed_events(msg.id, name, cursor, frames)
+                first = encode_subscribed_events(reply_id, name, cursor, frames)
                 hub.activate(sub, name, first, page.pos)
             else:
                 snap = await self._snapshot(msg)
-                first = encode_subscribed_snapshot(msg.id, name, snap.cursor, snap.slots)
+                first = encode_subscribed_snapshot(reply_id, name, snap.cursor, snap.slots)
                 hub.activate(sub, name, first, snap.pos, snap.pending_ids)
         except NotFound:
             hub.leave(sub, name)
-            peer.reply_error(MessageError(UnknownChannel(f"no such channel {name}"), msg.id))
+            peer.reply_error(MessageError(
+                UnknownChannel(f"channel: no such channel {name}", field="channel"), reply_id))
         except RealtimeError as exc:
             hub.leave(sub, name)
-            peer.reply_error(MessageError(exc, msg.id))
+            peer.reply_error(MessageError(exc, reply_id))
         except Exception:
             hub.leave(sub, name)
             log.exception("subscribe to %s failed", name)
-            peer.reply_error(MessageError(RealtimeError(), msg.id))
+            peer.reply_error(MessageError(RealtimeError(), reply_id))
 
     async def _snapshot(self, msg: Subscribe) -> Snapshot:
         """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
@@ -151,41 +158,44 @@ class Session:
         last read stands and the hub's skip list keeps the live stream exact.
         """
         for attempt in range(3):
-            snap = await self.events.snapshot(msg.channel, msg.from_, msg.to)
+            snap = await self.events.snapshot(
+                msg.target, None if msg.from_ is UNSET else msg.from_,
+                None if msg.to is UNSET else msg.to)
             if not snap.pending_ids or attempt == 2:
                 break
             if not await self._sequence_now():
                 break
         return snap
 
-    async def _events_since(self, msg: Subscribe) -> EventsPage | None:
+    async def _events_since(self, msg: Subscribe, since: str) -> EventsPage | None:
         try:
-            pos, epoch = cursors.decode(msg.since)
+            pos, epoch = cursors.decode(since)
         except ValidationError:
             return None  # not a cursor we can use: the snapshot path answers it
         # Raises NotFound (caught by the caller) for a channel that does not exist.
-        return await self.events.events_since(msg.channel, pos, epoch)
+        return await self.events.events_since(msg.target, pos, epoch)
 
-    async def _book(self, peer: Peer, msg: Book | Hold | Cancel) -> None:
+    async def _book(self, peer: Peer, msg: Book | HoldRequest | Cancel) -> None:
         booking = self.booking
-        operation = type(msg).__name__.lower()
+        operation = _OPERATIONS[type(msg)]
         body: dict[str, Any]
         try:
             acting = self.access.booking_caller(peer.caller).acting()
             if isinstance(msg, Book):
                 body = await counted(operation, booking.book(
-                    msg.slot_id, msg.quantity, acting, hold_id=msg.hold_id,
-                    idempotency_key=msg.idempotency_key))
-            elif isinstance(msg, Hold):
+                    msg.slot_id, None if msg.quantity is UNSET else msg.quantity, acting,
+                    hold_id=None if msg.hold_id is UNSET else msg.hold_id,
+                    idempotency_key=None if msg.idempotency_key is UNSET else msg.idempotency_key))
+            elif isinstance(msg, HoldRequest):
                 body = await counted(operation, booking.hold(
                     msg.slot_id, msg.quantity, msg.ttl_seconds, acting.customer_id))
             else:
                 body = await counted(operation, booking.cancel(msg.booking_id, acting.owner))
         except RealtimeError as exc:
-            peer.sub.send(encode_result_error(msg.id, exc))
+            peer.sub.send(encode_result_error(msg.reply_id, exc))
             return
         except Exception:
-            log.exception("%s over the socket failed", type(msg).__name__)
-            peer.sub.send(encode_result_error(msg.id, RealtimeError()))
+            log.exception("%s over the socket failed", operation)
+            peer.sub.send(encode_result_error(msg.reply_id, RealtimeError()))
             return
-        peer.sub.send(encode_result(msg.id, body))
+        peer.sub.send(encode_result(msg.reply_id, body))

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from realtime.errors import BookingConflict, DatabaseUnavailable, ValidationError
+from realtime.errors import BookingConflict, DatabaseUnavailable, RealtimeError, ValidationError
 
 log = logging.getLogger("realtime.db")
 T = TypeVar("T")
@@ -56,7 +56,13 @@ async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
         except asyncpg.exceptions.CheckViolationError as exc:
             raise ValidationError(exc.constraint_name or "body", "violates a constraint") from exc
         except asyncpg.exceptions.DataError as exc:
-            raise ValidationError("body", str(exc).split("\n")[0]) from exc
+            # Inputs are validated against the schema before they reach the database, so a
+            # value the database refuses is the server's bug: logged with the driver's text,
+            # answered with our own (500), never with the driver's.
+            log.error("the database refused a value: %s (SQLSTATE %s)",
+                      str(exc).split("\n")[0], exc.sqlstate)
+            raise RealtimeError("the database refused a value the server should have refused "
+                                "first; see the server log") from exc
         except UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc.__class__.__name__)
             raise DatabaseUnavailable() from exc

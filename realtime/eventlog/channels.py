@@ -7,7 +7,6 @@ lower-case UUIDs, so `service:ABC...` and `service:abc...` are one channel.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,15 +14,17 @@ from realtime.errors import UnknownChannel
 
 ChannelKind = Literal["vendor", "service"]
 KINDS: tuple[ChannelKind, ...] = ("vendor", "service")
-# The canonical lower-case form, which is what our own ids look like: no UUID object needed.
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ID = re.compile(_UUID)
+# The documents' statement of what `parse_channel` accepts.
+CHANNEL_PATTERN = f"^(?:vendor|service):{_UUID}$"
 
 
 def canonical_id(value: str) -> str:
-    """The id in canonical form; ValueError if it is not a UUID."""
-    if _CANONICAL_UUID.fullmatch(value):
-        return value
-    return str(uuid.UUID(value))
+    """The id in canonical (lower-case, hyphenated) form; ValueError if it is not a UUID."""
+    if not _ID.fullmatch(value):
+        raise ValueError(value)
+    return value.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +41,13 @@ def parse_channel(value: str) -> Channel:
     """`vendor:UUID` or `service:UUID`; anything else is UNKNOWN_CHANNEL."""
     prefix, sep, ident = value.partition(":")
     if not sep or prefix not in KINDS:
-        raise UnknownChannel(f"unknown channel {value[:80]!r}: use vendor:ID or service:ID")
+        raise UnknownChannel(f"channel: {value[:80]!r} is not vendor:ID or service:ID",
+                             field="channel")
     try:
         ident = canonical_id(ident)
     except ValueError:
-        raise UnknownChannel(f"unknown channel {value[:80]!r}: the id is not a UUID") from None
+        raise UnknownChannel(f"channel: the id in {value[:80]!r} is not a UUID",
+                             field="channel") from None
     return Channel("vendor" if prefix == "vendor" else "service", ident)
 
 

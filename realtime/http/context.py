@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from realtime import errors, logs, metrics
@@ -162,10 +162,22 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(errors.NotFound(f"no route for {request.url.path}"))
     if exc.status_code == 405:
-        return error_response(errors.MethodNotAllowed((exc.headers or {}).get("Allow", "")))
+        return error_response(errors.MethodNotAllowed(_allowed(request)))
     err = errors.RealtimeError(exc.detail)
     err.status = exc.status_code
     return error_response(err)
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's own `Allow` names only the
+    first route that matched the path, and a path may have a route per method."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+            if match is Match.FULL:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

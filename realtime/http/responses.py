@@ -1,17 +1,20 @@
-"""JSON in and out: the response class, the error body, and the bounded request body."""
+"""JSON in and out: the response class, the error body, and bounded, typed request bodies."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from realtime import errors
-from realtime.http.validation import body_object
+from realtime.schema import decode
 
 MAX_BODY = 64 * 1024
+T = TypeVar("T")
 
 
 class JSONResponse(Response):
@@ -25,7 +28,7 @@ def error_response(exc: errors.RealtimeError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers())
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_bytes(request: Request) -> bytes:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY:
         raise errors.PayloadTooLarge()
@@ -41,8 +44,24 @@ async def read_json(request: Request) -> dict[str, Any]:
             raise errors.PayloadTooLarge()
         if not message.get("more_body", False):
             break
+    return body
+
+
+async def read_body(request: Request, decoder: msgspec.json.Decoder[T]) -> T:
+    """The request body decoded into its Struct: 400 if it is not JSON, 422 naming the field
+    if it is not what the Struct declares."""
+    raw = await read_bytes(request)
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return decode.decode(decoder, raw, "body")
+    except msgspec.DecodeError:
         raise errors.InvalidJSON() from None
-    return body_object(parsed)
+    except decode.Invalid as exc:
+        raise exc.problem.error() from None
+
+
+def read_query(params: Mapping[str, str], type_: type[T]) -> T:
+    """Query parameters decoded into their Struct; 422 naming the parameter."""
+    try:
+        return decode.convert(params, type_, "query")
+    except decode.Invalid as exc:
+        raise exc.problem.error() from None

@@ -1,26 +1,36 @@
-"""The server's own routes: liveness, readiness, metrics, the OpenAPI document, the widget."""
+"""The server's own routes: liveness, readiness, metrics, the OpenAPI and AsyncAPI documents,
+the widget."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import errors
-from realtime.http.openapi import openapi_document
 from realtime.http.responses import JSONResponse, error_response
+from realtime.schema import http
+from realtime.schema.asyncapi import asyncapi_document
+from realtime.schema.openapi import openapi_document
+from realtime.schema.operations import operation
 
 STATIC = Path(__file__).parent.parent / "static"
 
 
+@operation(id="healthz", summary="Liveness: 200 while the process runs", response=http.Status,
+           database=False)
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+@operation(id="readyz", summary="Readiness: the database answers and the listener is connected",
+           response=http.Status, errors=(503,),
+           description="503 NOT_READY with `down` naming what is down.")
 async def readyz(request: Request) -> Response:
     """503 naming what is down (the server cannot serve); 200 otherwise, naming in
     `degraded` what works in a lesser way (an accelerator or a provider is away)."""
@@ -50,12 +60,32 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body)
 
 
+@operation(id="metrics", summary="Prometheus metrics", media_type="text/plain", database=False)
 async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+class _Document(Response):
+    media_type = "application/json"
+
+
+@operation(id="openapi", summary="This OpenAPI document", media_type="application/json",
+           database=False)
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:
+        document = openapi_document(request.app.routes, state.settings.auth_enabled)
+        state.openapi = orjson.dumps(document)
+    return _Document(state.openapi)
+
+
+@operation(id="asyncapi", summary="The AsyncAPI 3.0 document of the WebSocket protocol (/ws)",
+           media_type="application/json", database=False)
+async def asyncapi(request: Request) -> Response:
+    state = request.app.state
+    if getattr(state, "asyncapi", None) is None:
+        state.asyncapi = orjson.dumps(asyncapi_document())
+    return _Document(state.asyncapi)
 
 
 async def index(request: Request) -> Response:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime import errors
-from realtime.http.responses import JSONResponse, read_json
-from realtime.http.routes import rate_limit, require_admin
-from realtime.http.validation import parse_id, uuid_field
-from realtime.webhooks.events import ALL_TYPES
+from realtime.http.responses import JSONResponse, read_body
+from realtime.http.routes import path_id, rate_limit, require_admin
+from realtime.schema import decode, webhooks
+from realtime.schema.operations import Link, operation
 from realtime.webhooks.store import WebhookStore
 from realtime.webhooks.targets import Refused, check_address, check_url
+
+_CREATE = decode.decoder(webhooks.CreateWebhook)
 
 
 def _store(request: Request) -> WebhookStore:
@@ -22,49 +23,53 @@ def _store(request: Request) -> WebhookStore:
     return store
 
 
-def _types(body: dict[str, Any]) -> list[str]:
-    value = body.get("events")
-    if value is None:
-        return list(ALL_TYPES)
-    if (not isinstance(value, list) or not value or len(value) > len(ALL_TYPES)
-            or not all(isinstance(t, str) and t in ALL_TYPES for t in value)):
-        raise errors.ValidationError("events", "must be a non-empty list of: " + ", ".join(ALL_TYPES))
-    return sorted(set(value), key=ALL_TYPES.index)
-
-
+@operation(id="createWebhook", summary="Register a webhook endpoint (admin)", status=201,
+           body=webhooks.CreateWebhook, response=webhooks.CreatedWebhook, access="admin",
+           rate_limited=True,
+           description="The secret that signs its deliveries is shown only here. 422 naming "
+                       "`url` for an endpoint on a private or loopback address (unless "
+                       "REALTIME_WEBHOOKS_ALLOW_PRIVATE=1) and naming `vendor_id` for no such "
+                       "vendor.",
+           links={"Deliveries": Link("webhookDeliveries", {"id": "$response.body#/id"}),
+                  "DeleteWebhook": Link("deleteWebhook", {"id": "$response.body#/id"})})
 async def create_webhook(request: Request) -> Response:
     await rate_limit(request)
     await require_admin(request)
-    body = await read_json(request)
-    url = body.get("url")
-    if not isinstance(url, str):
-        raise errors.ValidationError("url", "is required: an http or https URL")
-    check_url(url)
+    body = await read_body(request, _CREATE)
+    check_url(body.url)
     try:
-        await check_address(url, request.app.state.settings.webhooks_allow_private)
+        await check_address(body.url, request.app.state.settings.webhooks_allow_private)
     except Refused as exc:
         raise errors.ValidationError("url", str(exc)) from None
-    vendor_id = uuid_field(body, "vendor_id", required=False)
-    created = await _store(request).create(url, _types(body), vendor_id)
-    return JSONResponse(created, status_code=201)
+    types = list(webhooks.EVENT_TYPES) if body.events is UNSET else [
+        t for t in webhooks.EVENT_TYPES if t in body.events]
+    vendor_id = None if body.vendor_id is UNSET else body.vendor_id
+    return JSONResponse(await _store(request).create(body.url, types, vendor_id), status_code=201)
 
 
+@operation(id="listWebhooks", summary="Webhook endpoints, without their secrets (admin)",
+           response=webhooks.Webhooks, access="admin")
 async def list_webhooks(request: Request) -> Response:
     await require_admin(request)
     return JSONResponse({"webhooks": await _store(request).endpoints()})
 
 
+@operation(id="deleteWebhook", summary="Delete a webhook endpoint (admin)",
+           response=webhooks.DeletedWebhook, not_found="WEBHOOK_NOT_FOUND", access="admin",
+           rate_limited=True)
 async def delete_webhook(request: Request) -> Response:
     await rate_limit(request)
     await require_admin(request)
-    webhook_id = parse_id(request.path_params["id"], errors.WebhookNotFound)
+    webhook_id = path_id(request, errors.WebhookNotFound)
     await _store(request).delete(webhook_id)
     return JSONResponse({"id": webhook_id})
 
 
+@operation(id="webhookDeliveries", summary="An endpoint's deliveries, newest first (admin)",
+           response=webhooks.Deliveries, not_found="WEBHOOK_NOT_FOUND", access="admin")
 async def webhook_deliveries(request: Request) -> Response:
     await require_admin(request)
-    webhook_id = parse_id(request.path_params["id"], errors.WebhookNotFound)
+    webhook_id = path_id(request, errors.WebhookNotFound)
     return JSONResponse({"deliveries": await _store(request).deliveries(webhook_id)})
 
 

@@ -19,7 +19,6 @@ TYPES = {
     "changed": "slot.changed",
     "conflict": "booking.conflict",
 }
-ALL_TYPES = tuple(TYPES.values())
 KINDS_OF = {t: k for k, t in TYPES.items()}
 
 # The columns a delivery needs: the event, and the reservation it names as it is now (its

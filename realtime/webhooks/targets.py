@@ -26,8 +26,12 @@ def check_url(url: str) -> str:
     """The URL if it is one a webhook may have; ValidationError naming `url` otherwise."""
     if len(url) > MAX_URL:
         raise ValidationError("url", f"must be at most {MAX_URL} characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on a port that is not a number
+    except ValueError:
+        raise ValidationError("url", "must be an http or https URL with a host") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise ValidationError("url", "must be an http or https URL with a host")
     if parts.username or parts.password:
         raise ValidationError("url", "must not carry a user name or password")

@@ -12,9 +12,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 import pytest_asyncio
 
+from realtime.schema.webhooks import Event as WebhookEvent
 from tests.booking.helpers import BASE_TIME, client_for, make_service, make_slots
 from tests.channels.conftest import Live, start_live, stop_live
 from tests.support.server import ServerProcess
@@ -85,7 +87,7 @@ async def test_endpoints_are_registered_listed_and_deleted(live: Live) -> None:
         for field, body in bad.items():
             response = await http.post("/api/webhooks", json=body)
             assert response.status_code == 422, (field, response.text)
-            assert response.json()["error"]["field"] == field
+            assert response.json()["error"]["field"].split("[")[0] == field
         assert (await http.get(f"/api/webhooks/{created['id']}/deliveries")).json() == {
             "deliveries": []}
         gone = await http.delete(f"/api/webhooks/{created['id']}")
@@ -156,6 +158,8 @@ async def test_every_kind_of_change_arrives_signed_with_what_a_backend_needs(liv
                 break
             await asyncio.sleep(0.05)
     got = [r.event for r in receiver.received]
+    for event in got:  # every delivery is what the schema (and the OpenAPI document) says
+        msgspec.convert(event, WebhookEvent)
     assert sorted(e["type"] for e in got) == sorted(kinds)
     assert all(r.signed for r in receiver.received)
     assert all(r.headers["realtime-event-id"] == r.event["id"] for r in receiver.received)

@@ -13,7 +13,7 @@ from realtime.settings import Settings
 from tests.hosts.booker import Booker
 from tests.hosts.clients import Fleet
 from tests.hosts.conftest import Cluster, World, lb_url, make_world, settle
-from tests.hosts.services import LB_PORT
+from tests.hosts.services import LB_PORT, wait_for
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
@@ -109,4 +109,97 @@ async def test_killed_server_clients_resume_elsewhere(cluster: Cluster, balancer
     finally:
         stop.set()
         await run
+        await fleet.close()
+
+
+async def test_server_cut_off_from_postgres_is_taken_out_and_recovers(cluster: Cluster):
+    """Cut app1 from PostgreSQL: its /readyz fails, HAProxy takes it out, its sockets move to
+    app2 (closed with 1013) and miss nothing; the link back, it recovers by itself."""
+    lb = cluster.haproxy
+    world = await make_world(lb_url(lb.host), SERVICES, 10)
+    fleet = await _fleet(lb.host, world)
+    booker = Booker(lb_url(lb.host), world.all_slots, rate=20)
+    stop = asyncio.Event()
+    run = asyncio.create_task(booker.run(stop))
+    late: Fleet | None = None
+    try:
+        await asyncio.sleep(2)
+        on_app1 = cluster.app1.connections()
+        cut_at = time.monotonic()
+        cluster.network.cut("app1", "db")
+        unready = await asyncio.to_thread(
+            wait_for, "app1's /readyz fails", lambda: cluster.app1.readyz() == 503, 10)
+        down = await asyncio.to_thread(
+            wait_for, "HAProxy marks app1 DOWN", lambda: lb.status()["app1"].startswith("DOWN"), 10)
+        down = time.monotonic() - cut_at
+        # A server that cannot follow the log does not keep clients believing they are live.
+        emptied = await asyncio.to_thread(
+            wait_for, "app1 holds no socket", lambda: cluster.app1.connections() == 0, 10)
+        emptied = time.monotonic() - cut_at
+        await fleet.wait("every client live again", fleet.all_live, 10)
+        moved = [c for c in fleet.clients if c.connections > 1]
+        assert len(moved) >= on_app1 >= SOCKETS * 0.4, (len(moved), on_app1)
+        assert all(1013 in c.close_codes for c in moved[:on_app1])
+        # Out of rotation, app1 gets no new request: HAProxy's session count for it stands.
+        sessions = int(lb.servers()["app1"]["stot"])
+        await asyncio.sleep(2)
+        assert int(lb.servers()["app1"]["stot"]) == sessions
+        assert cluster.app2.connections() == SOCKETS
+
+        healed_at = time.monotonic()
+        cluster.network.heal("app1", "db")
+        ready = await asyncio.to_thread(cluster.app1.wait_ready, 20)
+        await asyncio.to_thread(cluster.wait_in_rotation, 10)
+        back = time.monotonic() - healed_at
+        # Back in rotation it serves again: new sockets land on it and see every update.
+        late = Fleet(lb.host, LB_PORT, {ch: 10 for ch in world.channels})
+        await late.start()
+        assert cluster.app1.connections() >= 10
+        await asyncio.sleep(2)
+        stop.set()
+        await run
+        truth = await settle(fleet, cluster.database, world)
+        await settle(late, cluster.database, world)
+        assert fleet.problems() == [] and late.problems() == []
+        assert fleet.mismatches(truth) == [] and late.mismatches(truth) == []
+        assert sum(c.updates for c in late.clients) > 0
+        assert booker.errors == [], booker.errors
+        # Bookings that went to app1 as it was cut waited for an answer, then were retried.
+        assert booker.longest() < 12, (booker.longest(), booker.statuses)
+        _report("cut from PostgreSQL", readyz_503_after_s=round(unready, 2),
+                haproxy_down_after_s=round(down, 2), sockets_moved_after_s=round(emptied, 2),
+                moved=len(moved), ready_after_heal_s=round(ready, 2),
+                in_rotation_after_heal_s=round(back, 2),
+                longest_booking_s=round(booker.longest(), 2), failed_attempts=booker.statuses)
+    finally:
+        cluster.network.heal("app1", "db")
+        stop.set()
+        await run
+        await fleet.close()
+        if late is not None:
+            await late.close()
+
+
+async def test_presence_is_right_again_within_5s_of_a_kill(cluster: Cluster):
+    """With Redis, presence counts span both servers; after a SIGKILL of one, every client's
+    count is right again within 5 s (the dead process's entries expire)."""
+    world = await make_world(lb_url(cluster.haproxy.host), SERVICES, 1)
+    fleet = await _fleet(cluster.haproxy.host, world)
+    per_channel = SOCKETS // SERVICES
+    try:
+        await fleet.wait("every client counts both servers' sockets",
+                         lambda: all(c.presence == per_channel for c in fleet.clients), 10)
+        killed_at = time.monotonic()
+        cluster.app1.kill()
+        await fleet.wait("every client live again", fleet.all_live, 10)
+        await asyncio.sleep(max(0.0, killed_at + 6 - time.monotonic()))
+        assert all(c.presence == per_channel for c in fleet.clients)
+        # Counts settle: the last frame each client got (or its resubscribe) is the right count.
+        after = [[(t, n) for t, n in c.presence_log if t > killed_at] for c in fleet.clients]
+        right_again = max(max([c.live_at, *(t for t, _ in log)]) for c, log in zip(fleet.clients, after,
+                                                                                     strict=True)) - killed_at
+        assert right_again <= 5, right_again
+        stale = max((n for log in after for _, n in log), default=per_channel)
+        _report("presence after SIGKILL", right_again_s=round(right_again, 2), stale_count_seen=stale)
+    finally:
         await fleet.close()

@@ -24,7 +24,10 @@ PREFIX = "rt:presence:"
 
 
 class RedisPresence:
-    def __init__(self, url: str, ttl: float = 10.0, process_id: str | None = None) -> None:
+    # Clients see a killed process's sockets uncounted within `ttl` plus one poll of the
+    # others (1 s): 3 s keeps that under 5 s. The heartbeat is renewed every second, so only
+    # a loop stalled for 3 s would let a live process's count lapse.
+    def __init__(self, url: str, ttl: float = 3.0, process_id: str | None = None) -> None:
         import redis.asyncio as aioredis
 
         self._redis: Any = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1,

@@ -1,0 +1,83 @@
+"""A process that cannot follow the event log closes its sockets with 1013 (follow.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+from realtime.channels.follow import FOLLOW_GRACE
+from realtime.errors import CLOSE_OVERLOAD
+from realtime.eventlog.listener import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
+from tests.channels.conftest import client, seed, start_live, stop_live
+from tests.support.proxy import TcpProxy
+
+
+async def _proxied(database_url: str) -> tuple[TcpProxy, str]:
+    parts = urlsplit(database_url)
+    proxy = await TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    return proxy, database_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+
+
+async def test_sockets_close_with_1013_while_the_database_is_unreachable(database_url):
+    """Cut off from PostgreSQL past the grace, the server closes its sockets with 1013 and
+    closes new ones too; once the database is back, a new socket stays and resumes."""
+    world = await seed(database_url, services=1, slots=1)
+    channel = f"service:{world.services[0]}"
+    slot = world.slots[world.services[0]][0]["id"]
+    proxy, proxied = await _proxied(database_url)
+    live = await start_live(proxied)
+    try:
+        async with client(live.ws_url) as c:
+            cursor = (await c.subscribe(channel))["cursor"]
+            cut_at = time.monotonic()
+            await proxy.cut()
+            bound = FOLLOW_GRACE + HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + 2
+            assert await c.closed(within=bound) == CLOSE_OVERLOAD
+            assert time.monotonic() - cut_at >= FOLLOW_GRACE
+        async with client(live.ws_url) as late:
+            assert await late.closed(within=2) == CLOSE_OVERLOAD
+        # Committed while the server was blind: the resume must carry it.
+        booked = await world.booking.book(slot, 1)
+        await proxy.start()
+        for _ in range(200):
+            if live.runtime.ready() is None:
+                break
+            await asyncio.sleep(0.05)
+        async with client(live.ws_url) as back:
+            resumed = await back.subscribe(channel, since=cursor)
+            assert [e["slot"]["version"] for e in resumed["events"]] == [booked["slot"]["version"]]
+            await asyncio.sleep(FOLLOW_GRACE)
+            await back.send(type="ping", id="p")
+            await back.expect("pong", id="p")
+    finally:
+        await stop_live(live)
+        await proxy.cut()
+        await world.pool.close()
+
+
+async def test_a_short_drop_keeps_the_sockets(database_url):
+    """A drop of the database connections shorter than the grace closes no socket, and the
+    updates committed meanwhile arrive on it."""
+    world = await seed(database_url, services=1, slots=1)
+    channel = f"service:{world.services[0]}"
+    slot = world.slots[world.services[0]][0]["id"]
+    proxy, proxied = await _proxied(database_url)
+    live = await start_live(proxied)
+    try:
+        async with client(live.ws_url) as c:
+            await c.subscribe(channel)
+            await proxy.cut()
+            booked = await world.booking.book(slot, 1)
+            await asyncio.sleep(0.3)
+            await proxy.start()
+            update = await c.expect("availability:updated", within=FOLLOW_GRACE + 3)
+            assert update["slot"]["version"] == booked["slot"]["version"]
+            await asyncio.sleep(FOLLOW_GRACE)
+            await c.send(type="ping", id="p")
+            await c.expect("pong", id="p")
+            assert c.close_code is None
+    finally:
+        await stop_live(live)
+        await proxy.cut()
+        await world.pool.close()

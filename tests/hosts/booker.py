@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import httpx
+from realtime.loadtest.http import Client, HttpError
 
 RETRY_PAUSE = 0.1
 REQUEST_TIMEOUT = 3.0
@@ -33,23 +33,23 @@ class Booker:
     errors: list[str] = field(default_factory=list)  # bookings that never succeeded
     statuses: dict[str, int] = field(default_factory=dict)  # failed attempts by kind
 
-    async def _book(self, client: httpx.AsyncClient, slot_id: str) -> None:
+    async def _book(self, client: Client, slot_id: str) -> None:
         key = uuid.uuid4().hex
         began = time.monotonic()
         while time.monotonic() - began < self.give_up_after:
             try:
-                resp = await client.post("/api/bookings", json={"slot_id": slot_id},
-                                         headers={"Idempotency-Key": key})
-                if resp.status_code in (200, 201):
+                resp = await client.request("POST", "/api/bookings", {"slot_id": slot_id},
+                                            {"Idempotency-Key": key})
+                if resp.status in (200, 201):
                     self.booked += 1
                     self.durations.append(time.monotonic() - began)
                     return
-                kind = str(resp.status_code)
-                if resp.status_code < 500:  # the request itself is wrong: no retry helps
-                    self.errors.append(f"{slot_id}: {resp.status_code} {resp.text[:200]}")
+                kind = f"{resp.status} {resp.error_code()}"
+                if resp.status < 500:  # the request itself is wrong: no retry helps
+                    self.errors.append(f"{slot_id}: {kind}")
                     return
-            except httpx.HTTPError as exc:
-                kind = type(exc).__name__
+            except HttpError as exc:
+                kind = str(exc).split(": ", 1)[-1][:60]
             self.failed_attempts += 1
             self.statuses[kind] = self.statuses.get(kind, 0) + 1
             await asyncio.sleep(RETRY_PAUSE)
@@ -57,9 +57,10 @@ class Booker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Books at `rate` per second until `stop` is set, then waits for what is in flight."""
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
-        timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=2.0)
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=timeout) as client:
+        # The load tester's lean keep-alive client: httpx costs several times more per request,
+        # on the cores the servers need during a reconnect storm.
+        client = Client(self.base_url, size=50, timeout=REQUEST_TIMEOUT)
+        try:
             tasks: set[asyncio.Task[None]] = set()
             began = time.monotonic()
             started = 0
@@ -74,6 +75,8 @@ class Booker:
                     await asyncio.wait_for(stop.wait(), 0.02)
             if tasks:
                 await asyncio.gather(*tasks)
+        finally:
+            client.close()
 
     def longest(self) -> float:
         return max(self.durations, default=0.0)

@@ -83,6 +83,8 @@ class Client:
                 if event["type"] == "availability:updated":
                     self._update(event)
         self.cursor = msg["cursor"]
+        if not self.live:
+            self.fleet.live += 1
         self.live = True
         self.live_at = time.monotonic()
         self.first_live.set()
@@ -137,6 +139,8 @@ class Client:
     def _lost(self, exc: Exception | None) -> None:
         if self.lost_at is None:
             self.lost_at = time.monotonic()
+        if self.live:
+            self.fleet.live -= 1
         self.live = False
         if self.fleet.stopping:
             return
@@ -155,6 +159,7 @@ class Fleet:
         self.host, self.port = host, port
         self.clients = [Client(self, ch) for ch, n in channels.items() for _ in range(n)]
         self.stopping = False
+        self.live = 0  # clients subscribed right now: counted, not scanned, 20 times a second
         self._tasks: set[asyncio.Task[None]] = set()
 
     def later(self, delay: float, client: Client) -> None:
@@ -181,7 +186,7 @@ class Fleet:
         return time.monotonic() - began
 
     def all_live(self) -> bool:
-        return all(c.live for c in self.clients)
+        return self.live == len(self.clients)
 
     async def wait(self, what: str, predicate: Any, within: float) -> float:
         """Awaits `predicate()`; returns the seconds it took, or fails naming `what`."""

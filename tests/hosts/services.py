@@ -226,7 +226,7 @@ class HAProxy:
 
     def servers(self) -> dict[str, dict[str, str]]:
         """The backend's servers as `show stat` reports them: name -> {status, stot, ...}."""
-        text = self.command("show stat").lstrip("# ")
+        text = self.command("show stat -1 4 -1").lstrip("# ")  # servers only
         rows = csv.DictReader(io.StringIO(text))
         return {r["svname"]: r for r in rows if r["pxname"] == "realtime" and r["svname"] not in
                 ("FRONTEND", "BACKEND")}
@@ -276,7 +276,7 @@ class Realtime:
             [sys.executable, "-m", "realtime", "serve", "--host", "0.0.0.0",
              "--port", str(APP_PORT), "--insecure"],
             logdir / f"{host}.log",
-            env={**os.environ, "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "info", **env},
+            env={**os.environ, "REALTIME_RATE_LIMIT": "0", "LOG_LEVEL": "warning", **env},
             cwd=logdir)
 
     @property

@@ -6,7 +6,6 @@ Without them the tests are skipped with the reason, except under CI=true, where 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import resource
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.hosts.clients import SlotState
+from tests.hosts.clients import Fleet, SlotState
 from tests.hosts.netns import Network, sweep_stale
 from tests.hosts.services import (
     LB_PORT,
@@ -227,14 +226,11 @@ def lb_url(host: str) -> str:
     return f"http://{host}:{LB_PORT}"
 
 
-async def settle(fleet, dsn: str, world: World, within: float = 15) -> dict[str, dict[str, SlotState]]:
+async def settle(fleet: Fleet, dsn: str, world: World, within: float = 15) -> dict[str, dict[str, SlotState]]:
     """Waits until every client's view equals the database's; returns the database's view."""
     truth = await database_truth(dsn, world)
+    # A timeout here is not the verdict: the caller's asserts then name what differs.
     with contextlib.suppress(AssertionError):
         await fleet.wait("every client shows the database's state",
                          lambda: fleet.all_live() and not fleet.mismatches(truth), within)
     return truth
-
-
-async def gather_threads(*calls) -> list:
-    return await asyncio.gather(*(asyncio.to_thread(c) for c in calls))

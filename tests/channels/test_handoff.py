@@ -22,8 +22,7 @@ async def _proxied(database_url: str) -> tuple[TcpProxy, str]:
 
 
 async def test_sockets_close_with_1013_while_the_database_is_unreachable(database_url):
-    """Cut off from PostgreSQL past the grace, the server closes its sockets with 1013 and
-    closes new ones too; once the database is back, a new socket stays and resumes."""
+    """Blind past the grace: sockets (and new ones) close with 1013; afterwards they stay and resume."""
     world = await seed(database_url, services=1, slots=1)
     channel = f"service:{world.services[0]}"
     slot = world.slots[world.services[0]][0]["id"]
@@ -62,8 +61,7 @@ async def test_sockets_close_with_1013_while_the_database_is_unreachable(databas
 
 
 async def test_a_short_drop_keeps_the_sockets(database_url):
-    """A drop of the database connections shorter than the grace closes no socket, and the
-    updates committed meanwhile arrive on it."""
+    """A database drop shorter than the grace closes no socket; what committed meanwhile arrives."""
     world = await seed(database_url, services=1, slots=1)
     channel = f"service:{world.services[0]}"
     slot = world.slots[world.services[0]][0]["id"]
@@ -100,8 +98,7 @@ async def _closing_times(count: int) -> list[float]:
 
 
 async def test_shutdown_closes_a_few_sockets_at_once_and_many_paced():
-    """A hundred sockets close within one batch interval; 4,000 are spread over HANDOFF_SPREAD
-    seconds, no batch larger than the rate allows."""
+    """100 sockets close within one batch interval; 4,000 spread over HANDOFF_SPREAD, rate-bound."""
     few = await _closing_times(100)
     assert max(few) < 2 * BATCH_EVERY
     many = await _closing_times(4000)

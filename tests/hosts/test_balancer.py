@@ -72,8 +72,7 @@ def balancer(request: pytest.FixtureRequest, cluster: Cluster) -> tuple[str, str
 
 
 async def test_killed_server_clients_resume_elsewhere(cluster: Cluster, balancer: tuple[str, str]):
-    """SIGKILL one server: its clients resume on the other through the balancer and miss
-    nothing; bookings through the balancer keep succeeding after a short blip."""
+    """SIGKILL a server: its clients resume on the other and miss nothing; bookings go on."""
     name, address = balancer
     world = await make_world(lb_url(address), SERVICES, 10)
     fleet = await _fleet(address, world)
@@ -113,8 +112,7 @@ async def test_killed_server_clients_resume_elsewhere(cluster: Cluster, balancer
 
 
 async def test_server_cut_off_from_postgres_is_taken_out_and_recovers(cluster: Cluster):
-    """Cut app1 from PostgreSQL: its /readyz fails, HAProxy takes it out, its sockets move to
-    app2 (closed with 1013) and miss nothing; the link back, it recovers by itself."""
+    """Cut from PostgreSQL, app1 leaves rotation, its clients move (1013) losing nothing; it comes back."""
     lb = cluster.haproxy
     world = await make_world(lb_url(lb.host), SERVICES, 10)
     fleet = await _fleet(lb.host, world)
@@ -184,8 +182,7 @@ async def test_server_cut_off_from_postgres_is_taken_out_and_recovers(cluster: C
 
 
 async def test_presence_is_right_again_within_5s_of_a_kill(cluster: Cluster):
-    """With Redis, presence counts span both servers; after a SIGKILL of one, every client's
-    count is right again within 5 s (the dead process's entries expire)."""
+    """Presence spans both servers through Redis and is right again within 5 s of a SIGKILL."""
     world = await make_world(lb_url(cluster.haproxy.host), SERVICES, 1)
     fleet = await _fleet(cluster.haproxy.host, world)
     per_channel = SOCKETS // SERVICES

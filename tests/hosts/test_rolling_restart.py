@@ -24,8 +24,7 @@ LIVE_AGAIN_WITHIN = 5.0
 
 
 async def test_rolling_restart_loses_nothing(cluster: Cluster):
-    """SIGTERM app1, bring it back, then app2: clients get 1001, resume on the other server
-    within 5 s, and every update reaches every client, in version order."""
+    """SIGTERM each server in turn: clients get 1001, are live again within 5 s, miss nothing."""
     lb = cluster.haproxy
     world = await make_world(lb_url(lb.host), SERVICES, 5)
     fleet = Fleet(lb.host, LB_PORT, {ch: CLIENTS // SERVICES for ch in world.channels})

@@ -19,6 +19,7 @@ from realtime import errors, logs, metrics
 from realtime.access import Access
 from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
+from realtime.channels.handoff import shed_while_blind
 from realtime.channels.runtime import ChannelRuntime
 from realtime.db.connect import create_pool
 from realtime.eventlog.store import EventLog
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         if channels is not None:
             channels.listener.watchers.append(dispatcher.wake)
             await channels.start()
+            # Sockets of a process that cannot follow the event log move elsewhere (handoff.py).
+            tasks.append(supervise("follow", lambda: shed_while_blind(channels)))
         dispatcher.start()
         log.info("ready", extra={"auth": settings.auth_enabled,
                                  "channels": channels is not None,

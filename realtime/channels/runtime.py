@@ -24,6 +24,7 @@ from realtime.access import Access
 from realtime.booking.service import BookingService
 from realtime.channels import gcwatch, metrics
 from realtime.channels.connection import Connection
+from realtime.channels.handoff import close_paced
 from realtime.channels.hub import Hub
 from realtime.channels.protocol import ClientMessage
 from realtime.channels.session import Session
@@ -95,9 +96,9 @@ class ChannelRuntime:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.session.idle.wait(), BOOKING_DRAIN_SECONDS)
         connections = list(self.connections)
-        for conn in connections:
-            conn.sub.close(CLOSE_GOING_AWAY)
         log.info("closing %d WebSocket connections with 1001", len(connections))
+        # Paced, so that the processes taking the clients over are not hit all at once.
+        await close_paced([conn.sub for conn in connections], CLOSE_GOING_AWAY)
         if connections:
             waits = [asyncio.ensure_future(conn.wait_closed()) for conn in connections]
             _, stuck = await asyncio.wait(waits, timeout=CLOSE_DRAIN_SECONDS)

@@ -66,7 +66,7 @@ class ChannelRuntime:
         self.hub = Hub(cursors.encode, on_count=self.presence.changed, on_flush=self._flush)
         self.listener = Listener(settings, pool, dsn, self._on_events, self._on_gap)
         self.session = Session(settings, self.access, self.hub, EventLog(pool), booking,
-                               self.listener.sequence_now)
+                               self.listener.sequence_now, self.listener.recent)
         self.connections: set[Connection] = set()
         self.closing = False
         self._tasks: list[asyncio.Task[None]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from msgspec import UNSET
@@ -45,10 +46,14 @@ from realtime.errors import (
     ValidationError,
 )
 from realtime.eventlog import cursor as cursors
+from realtime.eventlog.channels import Channel
+from realtime.eventlog.recent import RecentEvents
 from realtime.eventlog.store import EventLog, EventsPage, Snapshot
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.channels.session")
+
+KNOWN_CHANNELS = 100_000
 
 # The operation labels of realtime_bookings_total, the same as HTTP's.
 _OPERATIONS: dict[type, str] = {Book: "book", HoldRequest: "hold", Cancel: "cancel"}
@@ -67,8 +72,17 @@ class Session:
     """Message handling shared by every socket of the process."""
 
     def __init__(self, settings: Settings, access: Access, hub: Hub, events: EventLog,
-                 booking: BookingService, sequence_now: Callable[[], Awaitable[bool]]) -> None:
+                 booking: BookingService, sequence_now: Callable[[], Awaitable[bool]],
+                 recent: RecentEvents | None = None) -> None:
         self.settings = settings
+        self.recent = recent
+        # Channels known to exist (bounded, oldest forgotten first), in-flight existence
+        # checks, and in-flight snapshot reads by (channel, from, to) with the hub's position
+        # when each began.
+        self._known: dict[str, None] = {}
+        self._lookups: dict[str, asyncio.Future[bool]] = {}
+        self._snapshots: dict[tuple[str, datetime | None, datetime | None],
+                              tuple[int, asyncio.Future[Snapshot]]] = {}
         self.access = access
         self.hub = hub
         self.events = events
@@ -114,42 +128,75 @@ class Session:
         peer.sub.send(encode_result(msg.reply_id, {}))
 
     async def _subscribe(self, peer: Peer, msg: Subscribe) -> None:
-        hub = self.hub
         sub = peer.sub
-        name = msg.channel
         reply_id = msg.reply_id
-        if name not in sub.channels and len(sub.channels) >= self.settings.ws_max_subscriptions:
+        if msg.channel not in sub.channels and (
+                len(sub.channels) >= self.settings.ws_max_subscriptions):
             peer.reply_error(MessageError(TooManySubscriptions(), reply_id))
             return
+        try:
+            await self.join(sub, msg.target, None if msg.since is UNSET else msg.since,
+                            None if msg.from_ is UNSET else msg.from_,
+                            None if msg.to is UNSET else msg.to, reply_id)
+        except RealtimeError as exc:
+            peer.reply_error(MessageError(exc, reply_id))
+
+    async def join(self, sub: Subscriber, channel: Channel, since: str | None,
+                   from_: datetime | None, to: datetime | None,
+                   reply_id: str | None = None) -> None:
+        """Subscribe `sub` to `channel`: its `subscribed` frame (the events missed since the
+        cursor `since` when they can be had, else a snapshot of the window), then the live
+        stream, with nothing missed or repeated in between. Raises UnknownChannel (the
+        subscription is not kept) or another RealtimeError."""
+        hub = self.hub
+        name = channel.name
         # Join first, read second: whatever the hub dispatches while we read is buffered and
         # filtered against the position of what we read (see hub.py).
         hub.begin_join(sub, name)
         try:
             page = None
-            if msg.since is not UNSET:
-                page = await self._events_since(msg, msg.since)
+            if since is not None:
+                page = await self._events_since(channel, since)
             if page is not None:
                 cursor = cursors.encode(page.pos, page.epoch)
                 frames = [hub.encode_event(name, ev, page.epoch) for ev in page.events]
                 first = encode_subscribed_events(reply_id, name, cursor, frames)
                 hub.activate(sub, name, first, page.pos)
             else:
-                snap = await self._snapshot(msg)
+                snap = await self._snapshot(channel, from_, to)
                 first = encode_subscribed_snapshot(reply_id, name, snap.cursor, snap.slots)
                 hub.activate(sub, name, first, snap.pos, snap.pending_ids)
         except NotFound:
             hub.leave(sub, name)
-            peer.reply_error(MessageError(
-                UnknownChannel(f"channel: no such channel {name}", field="channel"), reply_id))
-        except RealtimeError as exc:
+            raise UnknownChannel(f"channel: no such channel {name}", field="channel") from None
+        except RealtimeError:
             hub.leave(sub, name)
-            peer.reply_error(MessageError(exc, reply_id))
+            raise
         except Exception:
             hub.leave(sub, name)
             log.exception("subscribe to %s failed", name)
-            peer.reply_error(MessageError(RealtimeError(), reply_id))
+            raise RealtimeError() from None
 
-    async def _snapshot(self, msg: Subscribe) -> Snapshot:
+    async def _snapshot(self, channel: Channel, from_: datetime | None,
+                        to: datetime | None) -> Snapshot:
+        """A snapshot of the channel's window; subscribers of one channel and window joining
+        while the hub stands at one position share one read (a reconnect storm costs the
+        database a read per channel, not per client)."""
+        key = (channel.name, from_, to)
+        flight = self._snapshots.get(key)
+        # Shared only if nothing was dispatched since the read began: a reader that started
+        # earlier could be behind what this subscriber's join already let go by.
+        if flight is None or flight[0] != self.hub.pos or flight[1].done():
+            flight = (self.hub.pos, asyncio.ensure_future(self._read_snapshot(channel, from_, to)))
+            self._snapshots[key] = flight
+        try:
+            return await asyncio.shield(flight[1])
+        finally:
+            if flight[1].done() and self._snapshots.get(key) is flight:
+                del self._snapshots[key]
+
+    async def _read_snapshot(self, channel: Channel, from_: datetime | None,
+                             to: datetime | None) -> Snapshot:
         """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
 
         Events committed but not yet numbered are in the snapshot yet will be numbered after
@@ -158,22 +205,56 @@ class Session:
         last read stands and the hub's skip list keeps the live stream exact.
         """
         for attempt in range(3):
-            snap = await self.events.snapshot(
-                msg.target, None if msg.from_ is UNSET else msg.from_,
-                None if msg.to is UNSET else msg.to)
+            snap = await self.events.snapshot(channel, from_, to)
+            self._remember(channel.name)
             if not snap.pending_ids or attempt == 2:
                 break
             if not await self._sequence_now():
                 break
         return snap
 
-    async def _events_since(self, msg: Subscribe, since: str) -> EventsPage | None:
+    async def _events_since(self, channel: Channel, since: str) -> EventsPage | None:
+        """The events missed since the cursor: from the recent events this process holds
+        when they cover it (no query), else from the database; None when neither has them all
+        (the caller answers with a snapshot)."""
         try:
             pos, epoch = cursors.decode(since)
         except ValidationError:
             return None  # not a cursor we can use: the snapshot path answers it
+        recent = self.recent
+        if recent is not None and await self._exists(channel):
+            # No await between this read and the caller's activate: the hub stands at
+            # `recent.top` until then.
+            held = recent.since(channel.name, pos, epoch)
+            if held is not None:
+                return EventsPage(held, recent.top, recent.epoch)
         # Raises NotFound (caught by the caller) for a channel that does not exist.
-        return await self.events.events_since(msg.target, pos, epoch)
+        page = await self.events.events_since(channel, pos, epoch)
+        self._remember(channel.name)
+        return page
+
+    async def _exists(self, channel: Channel) -> bool:
+        """Whether the channel's vendor or service exists (one shared query per channel)."""
+        name = channel.name
+        if name in self._known or (self.recent is not None and name in self.recent):
+            return True
+        flight = self._lookups.get(name)
+        if flight is None:
+            flight = self._lookups[name] = asyncio.ensure_future(self.events.exists(channel))
+        try:
+            found = await asyncio.shield(flight)
+        finally:
+            if flight.done() and self._lookups.get(name) is flight:
+                del self._lookups[name]
+        if not found:
+            raise NotFound()
+        self._remember(name)
+        return True
+
+    def _remember(self, name: str) -> None:
+        self._known[name] = None
+        while len(self._known) > KNOWN_CHANNELS:
+            del self._known[next(iter(self._known))]
 
     async def _book(self, peer: Peer, msg: Book | HoldRequest | Cancel) -> None:
         booking = self.booking

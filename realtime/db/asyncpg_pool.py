@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from realtime.db.interface import CLOSE_TIMEOUT, PoolClosed
+from realtime.db.stats import Queries
 
 log = logging.getLogger("realtime.db.asyncpg_pool")
 
@@ -67,6 +68,7 @@ class AsyncpgPool:
         return await self._statement("execute", query, args)
 
     async def _statement(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        Queries.statements += 1
         conn = await self._checkout()
         try:
             return await getattr(conn, method)(query, *args)
@@ -78,6 +80,7 @@ class AsyncpgPool:
     @asynccontextmanager
     async def acquire(self, first: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """Lends a connection. `first` is accepted and has no effect (see the module)."""
+        Queries.loans += 1
         conn = await self._checkout()
         try:
             yield conn

@@ -50,6 +50,7 @@ from typing import Any
 import asyncpg
 
 from realtime.db.interface import CLOSE_TIMEOUT, PoolClosed
+from realtime.db.stats import Queries
 
 __all__ = ["CLOSE_TIMEOUT", "Pool", "PoolClosed"]
 
@@ -116,6 +117,7 @@ class Pool:
         return await self._statement("execute", query, args)
 
     async def _statement(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        Queries.statements += 1
         conn = await self._free_connection()
         if conn is None:
             job = _Job(method, query, args, asyncio.get_running_loop().create_future())
@@ -136,6 +138,7 @@ class Pool:
         """Lends a connection. `first` jumps the queue: for the event pipeline's short,
         latency-bound calls, which must not wait behind a storm of bookings (every event's
         delivery waits for them)."""
+        Queries.loans += 1
         conn = await self._free_connection()
         if conn is None:
             job = _Job(None, "", (), asyncio.get_running_loop().create_future())

@@ -79,3 +79,7 @@ class RecentEvents:
 
     def __len__(self) -> int:
         return len(self._events)
+
+    def __contains__(self, channel: str) -> bool:
+        """Whether events of the channel are held (so it exists)."""
+        return channel in self._channels

@@ -86,6 +86,12 @@ class EventLog:
         snap = await self.snapshot(channel, from_, to)
         return {"channel": channel.name, "cursor": snap.cursor, "slots": snap.slots}
 
+    async def exists(self, channel: Channel) -> bool:
+        """Whether the channel's vendor or service exists."""
+        _, owner = _tables(channel)
+        return bool(await retrying(lambda: self.pool.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {owner} WHERE id = $1)", channel.id)))
+
     async def events_since(self, channel: Channel, pos: int, epoch: str) -> EventsPage | None:
         """Exactly the channel's events after `pos`, or None when they are no longer all kept.
 

@@ -37,6 +37,8 @@ from realtime.http.system import (
     readyz,
 )
 from realtime.http.webhooks import routes as webhook_routes
+from realtime.schema import http as http_schema
+from realtime.schema.operations import operation
 from realtime.settings import Settings
 from realtime.shared import shared_for
 from realtime.tasks import cancel_all, supervise
@@ -124,6 +126,27 @@ def create_app(settings: Settings | None = None) -> RequestContext:
 
     ws_endpoint = WsEndpoint()
 
+    class SseEndpoint:
+        # Raw ASGI too: the stream is written as the hub fills the reader's outbox.
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            channels = holder.get("channels")
+            if channels is None:
+                await send({"type": "http.response.start", "status": 503, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await channels.sse_endpoint(scope, receive, send)
+
+    sse_endpoint = operation(
+        id="sseStream", summary="The WebSocket stream as Server-Sent Events",
+        query=http_schema.StreamQuery, media_type="text/event-stream", errors=(403, 404),
+        description="One `subscribed` event per channel, then every `availability:updated` and "
+                    "`conflict:detected` of those channels as `event: <type>`, `id: <cursor>`, "
+                    "`data: <the WebSocket frame's JSON>`, and a `: ping` comment every 15 s. "
+                    "`Last-Event-ID` (sent by a browser's EventSource when it reconnects) or "
+                    "`since` resumes with exactly what was missed. 401 for a bad `token`, 403 "
+                    "for a browser origin that is not allowed, 404 UNKNOWN_CHANNEL, 422 "
+                    "naming the parameter.")(SseEndpoint())
+
     STATIC.mkdir(exist_ok=True)
     app = Starlette(
         routes=[
@@ -137,6 +160,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             Route("/", index),
             Mount("/static", PublicStatic(StaticFiles(directory=STATIC)), name="static"),
             WebSocketRoute("/ws", ws_endpoint),
+            Route("/sse", sse_endpoint, methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=_middleware(settings),

@@ -22,7 +22,7 @@ import uvicorn
 
 from realtime.access import Access
 from realtime.booking.service import BookingService
-from realtime.channels import gcwatch, metrics
+from realtime.channels import gcwatch, metrics, sse
 from realtime.channels.connection import Connection
 from realtime.channels.handoff import close_paced
 from realtime.channels.hub import Hub
@@ -75,6 +75,7 @@ class ChannelRuntime:
         # The ASGI app of `/ws`: an object, not a method, so that Starlette's WebSocketRoute
         # mounts it as raw ASGI rather than wrapping it as `func(websocket)`.
         self.endpoint = _Endpoint(self)
+        self.sse_endpoint = _SseEndpoint(self)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -230,6 +231,16 @@ class ChannelRuntime:
             with contextlib.suppress(ValueError):
                 signal.signal(sig, previous)
         self._previous_handlers.clear()
+
+
+class _SseEndpoint:
+    """The ASGI app of `/sse` (an object, so that Starlette mounts it as raw ASGI)."""
+
+    def __init__(self, runtime: ChannelRuntime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await sse.serve(self._runtime, scope, receive, send)
 
 
 class _Endpoint:

@@ -58,12 +58,13 @@ class Sent:
     direct = 0
     bulk = 0
     asgi = 0
+    sse = 0  # frames taken by Server-Sent Events streams (sse.py)
     _exported = 0
 
     @classmethod
     def since_last(cls) -> int:
         """Frames sent since the last call (the runtime moves them into Prometheus)."""
-        total = cls.direct + cls.bulk + cls.asgi
+        total = cls.direct + cls.bulk + cls.asgi + cls.sse
         new, cls._exported = total - cls._exported, total
         return new
 
@@ -319,6 +320,11 @@ def versions() -> str:
         except PackageNotFoundError:
             found.append(f"{name} not installed")
     return ", ".join(found)
+
+
+def transport_of(send: Send) -> Any:
+    """The transport behind an ASGI `send` (for buffer tuning and abort), or None."""
+    return getattr(_server_protocol(send), "transport", None)
 
 
 def writer_for(send: Send) -> FrameWriter:

@@ -16,6 +16,8 @@ from realtime.errors import ValidationError
 from realtime.schema.objects import Booking, Hold, Slot
 from realtime.schema.types import (
     Capacity,
+    ChannelName,
+    Cursor,
     CustomerId,
     Id,
     Name,
@@ -23,6 +25,7 @@ from realtime.schema.types import (
     Quantity,
     ServedId,
     Time,
+    Token,
     TtlSeconds,
     canonical,
 )
@@ -95,6 +98,16 @@ class Window(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         if self.from_ is not UNSET and self.to is not UNSET and self.to <= self.from_:
             raise ValidationError("to", "must be after from")
+
+
+class StreamQuery(Window, kw_only=True):
+    """`/sse`'s query: the channels (repeat the parameter for several), the window of their
+    snapshots, a cursor to resume from, and a token as on /ws."""
+
+    channel: Annotated[list[ChannelName], Meta(min_length=1, extra={
+        "expects": "one or more channel names, vendor:ID or service:ID"})]
+    since: Cursor | UnsetType = UNSET  # or the Last-Event-ID header
+    token: Token | UnsetType = UNSET
 
 
 # -- response bodies ----------------------------------------------------------------------------

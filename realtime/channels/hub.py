@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from realtime.channels import metrics
 from realtime.channels.protocol import encode_conflict, encode_presence, encode_update, quote
 from realtime.channels.subscriber import Subscriber
-from realtime.eventlog.channels import service_channel, vendor_channel
 from realtime.eventlog.events import Event
+from realtime.schema.channels import service_channel, vendor_channel
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from realtime.errors import (
     UnknownType,
     ValidationError,
 )
-from realtime.eventlog.channels import Channel, parse_channel
 from realtime.schema import decode
+from realtime.schema.channels import Channel, parse_channel
 from realtime.schema.types import MAX_MESSAGE_ID
 from realtime.schema.ws import (
     BOOKING_TYPES,

@@ -46,9 +46,9 @@ from realtime.errors import (
     ValidationError,
 )
 from realtime.eventlog import cursor as cursors
-from realtime.eventlog.channels import Channel
 from realtime.eventlog.recent import RecentEvents
 from realtime.eventlog.store import EventLog, EventsPage, Snapshot
+from realtime.schema.channels import Channel
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.channels.session")

@@ -42,8 +42,8 @@ from realtime.errors import (
     RealtimeError,
     ValidationError,
 )
-from realtime.eventlog.channels import Channel, parse_channel
 from realtime.schema import decode, http
+from realtime.schema.channels import Channel, parse_channel
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.channels.sse")

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from realtime.eventlog.channels import service_channel, vendor_channel
 from realtime.eventlog.events import Event
+from realtime.schema.channels import service_channel, vendor_channel
 
 LIMIT = 10_000  # events held, all channels together (REALTIME_RESUME_EVENTS): a few MB
 

@@ -11,8 +11,8 @@ from realtime import errors
 from realtime.db.errors import retrying
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import cursor
-from realtime.eventlog.channels import Channel
 from realtime.eventlog.events import EVENT_COLUMNS, Event
+from realtime.schema.channels import Channel
 
 SNAPSHOT_LIMIT = 10_000  # slots in one snapshot; documented in docs/protocol.md
 RESUME_LIMIT = 10_000  # events in one resume; past it the client gets a snapshot

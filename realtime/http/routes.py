@@ -18,10 +18,10 @@ from realtime import errors, metrics
 from realtime.access import Access, Caller, counted
 from realtime.booking.demo import demo_vendor_id
 from realtime.booking.service import BookingService
-from realtime.eventlog.channels import Channel, canonical_id
 from realtime.eventlog.store import EventLog
 from realtime.http.responses import JSONResponse, read_body, read_query
 from realtime.schema import decode, http
+from realtime.schema.channels import Channel, canonical_id
 from realtime.schema.operations import Link, operation
 from realtime.schema.types import IDEMPOTENCY_KEY_PATTERN, python_pattern
 from realtime.settings import Settings

@@ -13,10 +13,10 @@ from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import errors
+from realtime.http.openapi import openapi_document
 from realtime.http.responses import JSONResponse, error_response
 from realtime.schema import http
 from realtime.schema.asyncapi import asyncapi_document
-from realtime.schema.openapi import openapi_document
 from realtime.schema.operations import operation
 
 STATIC = Path(__file__).parent.parent / "static"

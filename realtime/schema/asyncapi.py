@@ -9,7 +9,7 @@ import msgspec
 
 from realtime import __version__
 from realtime.schema import ws
-from realtime.schema.openapi import TIME_COMPONENT, portable, schema_hook
+from realtime.schema.jsonschema import TIME_COMPONENT, portable, schema_hook
 
 REF = "#/components/schemas/{name}"
 BROADCASTS = (ws.AvailabilityUpdated, ws.ConflictDetected, ws.Presence)

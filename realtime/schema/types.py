@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from msgspec import Meta
 
-from realtime.eventlog.channels import CHANNEL_PATTERN
+from realtime.schema.channels import CHANNEL_PATTERN
 
 
 def python_pattern(pattern: str) -> str:
@@ -71,7 +71,7 @@ MessageId = Annotated[str, Meta(max_length=MAX_MESSAGE_ID,
 Cursor = Annotated[str, Meta(max_length=200, extra={
     "expects": "a cursor string received from this server"})]
 Token = Annotated[str, Meta(min_length=1, max_length=8192, extra={"expects": "a token (a JWT)"})]
-# The shape is checked by realtime.eventlog.channels.parse_channel (UNKNOWN_CHANNEL, not
+# The shape is checked by realtime.schema.channels.parse_channel (UNKNOWN_CHANNEL, not
 # BAD_MESSAGE); the pattern is stated for the documents.
 ChannelName = Annotated[str, Meta(max_length=200, extra_json_schema={"pattern": CHANNEL_PATTERN},
                                   extra={"expects": "a channel name, vendor:ID or service:ID"})]

@@ -16,7 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from realtime.errors import ValidationError
-from realtime.eventlog.channels import Channel, parse_channel
+from realtime.schema.channels import Channel, parse_channel
 from realtime.schema.objects import Booking, ErrorDetail, Hold, Reason, Slot
 from realtime.schema.types import (
     ChannelName,

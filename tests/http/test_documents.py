@@ -13,8 +13,8 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from realtime.app import create_app
+from realtime.http.openapi import UNDOCUMENTED, openapi_document
 from realtime.schema.asyncapi import asyncapi_document
-from realtime.schema.openapi import UNDOCUMENTED, openapi_document
 from realtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,13 +10,13 @@ import msgspec
 from starlette.routing import BaseRoute, Route
 
 from realtime import __version__
+from realtime.schema.jsonschema import REF, TIME_COMPONENT, portable, schema_hook
 from realtime.schema.objects import Error
 from realtime.schema.operations import Operation, declared
-from realtime.schema.types import TIME_SCHEMA, Id, IdempotencyKey, Time, ecma_pattern
+from realtime.schema.types import Id, IdempotencyKey
 
 # Served, but not API operations: the widget page, its files, the WebSocket (/asyncapi.json).
 UNDOCUMENTED = frozenset({"/", "/static", "/ws"})
-REF = "#/components/schemas/{name}"
 
 _STATUS_WORDS = {
     400: "INVALID_JSON: the body is not JSON",
@@ -38,28 +38,6 @@ _HEADERS = {
 }
 
 
-def schema_hook(type_: type) -> dict[str, Any]:
-    if type_ is Time:
-        return dict(TIME_SCHEMA)
-    raise NotImplementedError(type_)
-
-
-def portable(node: Any) -> Any:
-    """`node` as JSON Schema readers want it: every inline `Time` schema replaced by a $ref to
-    the one `Time` component (TIME_COMPONENT; its pattern is long), and patterns written for
-    Python's `re` (`\\Z`) back in ECMA-262's dialect (`$`)."""
-    if isinstance(node, dict):
-        if node.get("pattern") == TIME_SCHEMA["pattern"]:
-            extra = {k: v for k, v in node.items() if k not in TIME_SCHEMA}
-            return {"$ref": REF.format(name="Time"), **extra}
-        return {k: ecma_pattern(v) if k == "pattern" and isinstance(v, str) else portable(v)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [portable(v) for v in node]
-    return node
-
-
-TIME_COMPONENT = {"Time": TIME_SCHEMA}
 
 
 def operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str, Operation]]:

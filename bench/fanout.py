@@ -89,10 +89,10 @@ async def seed(dsn: str) -> dict[str, Any]:
     return {"vendor": vendor, "services": services}
 
 
-def start_server(dsn: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(dsn: str, port: int, source: Path = ROOT) -> subprocess.Popen[bytes]:
     (ROOT / "bench" / "results" / "logs").mkdir(parents=True, exist_ok=True)
     with open(ROOT / "bench" / "results" / "logs" / "fanout-server.log", "wb") as log:
-        return server.start(port, server.server_env(dsn), log=log)
+        return server.start(port, server.server_env(dsn), log=log, source=source)
 
 
 async def scrape_gc(port: int) -> dict[str, Any]:
@@ -197,7 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         world = await seed(dsn)
         hot = world["services"][0]
         port = free_port()
-        proc = start_server(dsn, port)
+        proc = start_server(dsn, port, args.source)
         await server.until_ready(proc, port, within=30)
         await asyncio.sleep(1.0)
         base = rss(proc.pid)
@@ -272,13 +272,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--source", type=Path, default=ROOT, metavar="DIR",
+                        help="run the server from this source tree (another checkout, to "
+                             "compare code); the results are printed, not recorded")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    command = "/work/venv/bin/python bench/fanout.py" + (" --quick" if args.quick else "")
-    if not args.quick:
-        write_doc(results, command)
+    command = "python bench/fanout.py" + (" --quick" if args.quick else "")
+    if args.source.resolve() == ROOT:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        if not args.quick:
+            write_doc(results, command)
     print(json.dumps(results, indent=2))
     return 0
 

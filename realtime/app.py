@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             tasks.append(supervise("redis", shared.redis.watch))
         dispatcher = Dispatcher(pool, settings.webhooks_allow_private)
         app.state.webhooks = dispatcher.store
+        app.state.dispatcher = dispatcher
         if channels is not None:
             channels.listener.watchers.append(dispatcher.wake)
             await channels.start()

@@ -44,7 +44,9 @@ async def create_webhook(request: Request) -> Response:
     types = list(webhooks.EVENT_TYPES) if body.events is UNSET else [
         t for t in webhooks.EVENT_TYPES if t in body.events]
     vendor_id = None if body.vendor_id is UNSET else body.vendor_id
-    return JSONResponse(await _store(request).create(body.url, types, vendor_id), status_code=201)
+    created = await _store(request).create(body.url, types, vendor_id)
+    request.app.state.dispatcher.endpoints_changed()
+    return JSONResponse(created, status_code=201)
 
 
 @operation(id="listWebhooks", summary="Webhook endpoints, without their secrets (admin)",

@@ -64,6 +64,8 @@ class Dispatcher:
         self.allow_private = allow_private
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
+        self._active = 0  # active endpoints, as of `_counted_at`
+        self._counted_at = 0.0
         self._busy: set[str] = set()
         self._workers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,7 +82,13 @@ class Dispatcher:
         workers = list(self._workers)
         await cancel_all(workers)
 
+    def endpoints_changed(self) -> None:
+        """An endpoint was registered here: look at once rather than at the next poll."""
+        self._counted_at = 0.0
+        self._wake.set()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
@@ -88,7 +96,16 @@ class Dispatcher:
             free = WORKERS - len(self._busy)
             if free <= 0:
                 continue
+            # New events wake this loop after every read of the log (up to 100 a second under
+            # load). Whether any endpoint is active at all is read at most once per poll, so
+            # that a server without webhooks pays a query a second, not one per batch; one
+            # registered by another process is seen within a poll.
             try:
+                if loop.time() - self._counted_at >= POLL_SECONDS:
+                    self._active = await self.store.active_count()
+                    self._counted_at = loop.time()
+                if not self._active and not self._busy:
+                    continue
                 due = await self.store.due(free + len(self._busy))
             except Exception as exc:  # the database is away: try again at the next poll
                 log.warning("webhooks: cannot read due endpoints: %s", type(exc).__name__)

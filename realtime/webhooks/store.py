@@ -82,6 +82,10 @@ class WebhookStore:
 
     # -- the dispatcher ---------------------------------------------------------------------
 
+    async def active_count(self) -> int:
+        return int(await self.pool.fetchval(
+            "SELECT count(*) FROM rt_webhooks WHERE status = 'active'"))
+
     async def due(self, limit: int) -> list[str]:
         """Endpoints that may have something to deliver now and that nobody holds."""
         rows = await self.pool.fetch(

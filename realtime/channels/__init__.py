@@ -1,1 +1,2 @@
-"""WebSocket channels: live availability for subscribers of vendor and service channels."""
+"""Channels: live availability for subscribers of vendor and service channels, over WebSocket
+(/ws) and Server-Sent Events (/sse)."""

@@ -26,13 +26,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realtime.errors import CLOSE_OVERLOAD
 
 if TYPE_CHECKING:
-    from realtime.channels.runtime import ChannelRuntime
     from realtime.channels.subscriber import Subscriber
+
+
+class _Listener(Protocol):
+    def ready(self) -> str | None: ...
+
+
+class Followed(Protocol):
+    """What the shedding needs of the channels layer (the runtime)."""
+
+    @property
+    def listener(self) -> _Listener: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def connections(self) -> set[Any]: ...
 
 log = logging.getLogger("realtime.channels.handoff")
 
@@ -60,7 +76,7 @@ async def close_paced(subs: Sequence[Subscriber], code: int) -> None:
             sub.close(code)
 
 
-async def shed_while_blind(runtime: ChannelRuntime) -> None:
+async def shed_while_blind(runtime: Followed) -> None:
     """Runs for the life of the process: closes sockets while the log cannot be followed."""
     loop = asyncio.get_running_loop()
     blind_since: float | None = None

@@ -344,13 +344,16 @@ export class RealtimeClient extends Emitter {
   }
 
   /**
-   * Book units of a slot. Resolves `{booking, slot}`; rejects with a RealtimeError
+   * Book units of a slot (`quantity`: 1 unless given; confirming `holdId` books the hold's own
+   * quantity). Resolves `{booking, slot}`; rejects with a RealtimeError
    * (`code` BOOKING_CONFLICT carries `slot` and `alternatives`). Carries an idempotency key, so
    * a booking in flight when the connection drops is safely re-sent after the reconnect.
    */
-  book(slotId, { quantity = 1, holdId, idempotencyKey, customerId } = {}) {
+  book(slotId, { quantity, holdId, idempotencyKey, customerId } = {}) {
     const key = idempotencyKey ?? this._uuid();
-    const fields = { slot_id: String(slotId), quantity };
+    // `quantity` only when given: the server books 1, or a confirmed hold's own quantity.
+    const fields = { slot_id: String(slotId) };
+    if (quantity != null) fields.quantity = quantity;
     if (holdId != null) fields.hold_id = String(holdId);
     if (this._useHttp()) {
       const body = { ...fields };

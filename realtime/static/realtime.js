@@ -8,9 +8,14 @@
 //   ch.on("availability:updated", ({ slot }) => render(slot));
 //   const { booking } = await rt.book(slotId);   // rejects with a RealtimeError on conflict
 //
+// When WebSockets cannot be opened (a proxy that breaks them), it falls back by itself to the
+// server's Server-Sent Events stream (`/sse`) for updates and to the HTTP API for bookings;
+// `rt.transport` says which ("websocket" or "sse").
+//
 // docs/client.md documents the whole API. Everything that touches the outside world (the
-// WebSocket constructor, the clock, timers, randomness, fetch, document/window) can be injected,
-// so the reconnect, heartbeat and ordering logic is unit tested in Node with a fake socket.
+// WebSocket and EventSource constructors, the clock, timers, randomness, fetch,
+// document/window) can be injected, so the reconnect, heartbeat, fallback and ordering logic is
+// unit tested in Node with fakes.
 
 export const VERSION = "0.1.0";
 
@@ -19,6 +24,12 @@ export const STATE = Object.freeze({
   LIVE: "live",
   RECONNECTING: "reconnecting",
   OFFLINE: "offline",
+});
+
+/** Transports: a WebSocket, or the Server-Sent Events stream plus the HTTP API. */
+export const TRANSPORT = Object.freeze({
+  WEBSOCKET: "websocket",
+  SSE: "sse",
 });
 
 const DEFAULTS = Object.freeze({
@@ -31,6 +42,9 @@ const DEFAULTS = Object.freeze({
   requestTimeout: 20000, // ms for book / hold / cancel to be answered
   refreshMargin: 60000, // ms before a token's `exp` at which it is refreshed with `auth`
   httpFallback: true, // book / hold / cancel over HTTP when the socket is not live
+  sseFallback: true, // fall back to Server-Sent Events when WebSockets cannot be opened
+  sseAfter: 3, // WebSocket attempts in a row that never became live before SSE is tried beside them
+  wsRetryInterval: 300000, // ms on SSE between attempts to go back to a WebSocket (0: never)
 });
 
 /**
@@ -43,6 +57,19 @@ export function backoffDelay(attempt, { baseDelay = DEFAULTS.baseDelay, maxDelay
   const cap = Math.min(maxDelay, baseDelay * 2 ** exp);
   const r = Math.min(Math.max(Number(random()) || 0, 0), 0.999999999);
   return Math.floor(r * cap);
+}
+
+const CURSOR = /^(\d+)@([A-Za-z0-9]+)$/;
+
+// Order two cursors of the server's `<position>@<epoch>` form: <0, 0, >0, or null when they
+// cannot be compared (another form, or another epoch: another event log).
+function compareCursors(a, b) {
+  const x = CURSOR.exec(String(a));
+  const y = CURSOR.exec(String(b));
+  if (!x || !y || x[2] !== y[2]) return null;
+  const p = x[1].replace(/^0+(?=\d)/, "");
+  const q = y[1].replace(/^0+(?=\d)/, "");
+  return p.length - q.length || (p < q ? -1 : p > q ? 1 : 0);
 }
 
 /** True when `incoming` is a newer version of a slot than `current` (or there is no current). */
@@ -216,14 +243,18 @@ function httpFromWs(url) {
 
 const OPEN = 1;
 const CONNECTING = 0;
+const CLOSED = 2; // an EventSource's readyState once it has given up
+const SSE_EVENTS = ["subscribed", "availability:updated", "conflict:detected"];
 
 /**
- * The client. One WebSocket, any number of channels, automatic reconnect.
+ * The client. One WebSocket (or, when WebSockets cannot be opened, one Server-Sent Events
+ * stream), any number of channels, automatic reconnect.
  *
- * Events (`on(type, fn)`): `state` {state, previous}, `availability:updated` {channel, slot,
- * reason, cursor}, `conflict:detected` {channel, slot, quantity, alternatives, cursor},
- * `presence` {channel, count}, `snapshot` {channel, slots}, `subscribed` {channel, cursor,
- * resumed}, `error` {error, code}, `message` (every frame as received).
+ * Events (`on(type, fn)`): `state` {state, previous}, `transport` {transport, previous},
+ * `availability:updated` {channel, slot, reason, cursor}, `conflict:detected` {channel, slot,
+ * quantity, alternatives, cursor}, `presence` {channel, count}, `snapshot` {channel, slots},
+ * `subscribed` {channel, cursor, resumed}, `error` {error, code}, `message` (every frame as
+ * received).
  */
 export class RealtimeClient extends Emitter {
   constructor(options = {}) {
@@ -241,8 +272,11 @@ export class RealtimeClient extends Emitter {
     this._document = "document" in options ? o.document : typeof document !== "undefined" ? document : null;
     this._window = "window" in options ? o.window : typeof window !== "undefined" ? window : null;
     this._navigator = "navigator" in options ? o.navigator : typeof navigator !== "undefined" ? navigator : null;
+    this._EventSource = "EventSource" in options ? o.EventSource : globalThis.EventSource ?? null;
+    this.sseUrl = o.sseUrl ?? (this.httpUrl ? `${this.httpUrl}/sse` : null);
 
     this.state = STATE.OFFLINE;
+    this.transport = TRANSPORT.WEBSOCKET;
     this.channels = new Map();
     this._aliases = new Map(); // channel name as the server spells it -> Channel
     this._pending = new Map(); // request id -> request
@@ -263,8 +297,14 @@ export class RealtimeClient extends Emitter {
     this._lastRecvAt = null;
     this._openedAt = null;
     this._createdAt = null;
-    this._gen = 0;
+    this._gen = 0; // bumped by close(): an open in flight gives up
     this._listeners = [];
+    this._wsLive = false; // the current socket has been live
+    this._wsFailures = 0; // WebSocket attempts in a row that ended before being live
+    this._wsRetryAt = null; // on SSE: when to try a WebSocket again
+    this._sse = null; // the stream: {es, url, channels, waiting, opened, openedAt, token, key}
+    this._ssePrev = null; // the stream being replaced, until its successor is live
+    this._sseSyncQueued = false;
   }
 
   /** Whether the socket is open and every channel is subscribed. */
@@ -279,6 +319,8 @@ export class RealtimeClient extends Emitter {
     if (!this._WebSocket) throw new Error("realtime: no WebSocket implementation; pass { WebSocket }");
     this._wanted = true;
     this._attempt = 0;
+    this._wsFailures = 0;
+    this._setTransport(TRANSPORT.WEBSOCKET);
     this._installListeners();
     this._startTicking();
     this._open();
@@ -293,6 +335,7 @@ export class RealtimeClient extends Emitter {
     if (this._tickTimer != null) this._clearTimeout(this._tickTimer);
     this._tickTimer = null;
     this._removeListeners();
+    this._dropSse();
     const ws = this._ws;
     this._detach();
     if (ws) {
@@ -318,6 +361,7 @@ export class RealtimeClient extends Emitter {
     this.channels.set(name, ch);
     if (!this._wanted) this.connect();
     else if (this._isOpen()) this._sendSubscribe(ch);
+    if (this._sse) this._queueSseSync();
     return ch;
   }
 
@@ -329,6 +373,10 @@ export class RealtimeClient extends Emitter {
     this.channels.delete(ch.name);
     for (const [alias, c] of this._aliases) if (c === ch) this._aliases.delete(alias);
     for (const [id, c] of this._subAcks) if (c === ch) this._subAcks.delete(id);
+    if (this._sse) {
+      this._sse.waiting.delete(ch);
+      this._queueSseSync();
+    }
     this._maybeLive();
     if (!this._isOpen()) return Promise.resolve();
     return this._request("unsubscribe", { channel: ch.name }, { resend: false }).catch(() => {});
@@ -344,13 +392,16 @@ export class RealtimeClient extends Emitter {
   }
 
   /**
-   * Book units of a slot. Resolves `{booking, slot}`; rejects with a RealtimeError
+   * Book units of a slot (`quantity`: 1 unless given; confirming `holdId` books the hold's own
+   * quantity). Resolves `{booking, slot}`; rejects with a RealtimeError
    * (`code` BOOKING_CONFLICT carries `slot` and `alternatives`). Carries an idempotency key, so
    * a booking in flight when the connection drops is safely re-sent after the reconnect.
    */
-  book(slotId, { quantity = 1, holdId, idempotencyKey, customerId } = {}) {
+  book(slotId, { quantity, holdId, idempotencyKey, customerId } = {}) {
     const key = idempotencyKey ?? this._uuid();
-    const fields = { slot_id: String(slotId), quantity };
+    // `quantity` only when given: the server books 1, or a confirmed hold's own quantity.
+    const fields = { slot_id: String(slotId) };
+    if (quantity != null) fields.quantity = quantity;
     if (holdId != null) fields.hold_id = String(holdId);
     if (this._useHttp()) {
       const body = { ...fields };
@@ -416,10 +467,21 @@ export class RealtimeClient extends Emitter {
   /** Check the connection now (what a visible tab or a network change does by itself). */
   resync(reason = "manual") {
     if (!this._wanted) return;
-    if (this._ws && this._ws.readyState === OPEN) {
+    if (this.transport === TRANSPORT.SSE) {
+      // No ping reaches the page over SSE: a stream that may have died (the network came back,
+      // the page was frozen) is reopened, resuming from the cursors. A visible tab keeps an
+      // open stream.
+      if (this._sse && reason === "visible" && this._sse.es.readyState === OPEN) {
+        this._emit("resync", { reason });
+        return;
+      }
+      this._dropSse();
+      this._channelsPending();
+    }
+    if (this.transport === TRANSPORT.WEBSOCKET && this._ws && this._ws.readyState === OPEN) {
       this._sendPing(true);
       this._startTicking();
-    } else if (!this._ws) {
+    } else if (!this._ws || this.transport === TRANSPORT.SSE) {
       // Come back soon, still with a little jitter so that tabs do not come back together.
       this._clearReconnect();
       this._attempt = 0;
@@ -438,40 +500,82 @@ export class RealtimeClient extends Emitter {
 
   // --- connection ------------------------------------------------------------------------------
 
+  // The next attempt: on the WebSocket transport a socket (and, once `sseAfter` attempts in a
+  // row failed, a stream beside it); on SSE a stream.
   async _open() {
     this._clearReconnect();
-    if (!this._wanted || this._ws) return;
-    const gen = ++this._gen;
+    if (!this._wanted) return;
+    // With no channel there is nothing to stream: SSE is for channels only.
+    if (this.transport === TRANSPORT.SSE && !this._sseChannels().length) this._setTransport(TRANSPORT.WEBSOCKET);
+    const sse = this.transport === TRANSPORT.SSE;
+    if (sse ? this._sse : this._ws) return;
+    const gen = this._gen;
     if (this.state !== STATE.RECONNECTING) this._setState(STATE.RECONNECTING);
-    let url = this.url;
     if (this.getToken) {
-      try {
-        const token = await this.getToken({ reason: "connect" });
-        if (gen !== this._gen || !this._wanted || this._ws) return;
-        this._setToken(token);
-      } catch (err) {
-        if (gen !== this._gen || !this._wanted) return;
-        this._emit("error", { code: "TOKEN_FAILED", error: err });
-        this._scheduleReconnect();
+      // (Without getToken the attempt starts synchronously.)
+      if (!(await this._connectToken(gen))) {
+        if (gen === this._gen && this._wanted) this._scheduleReconnect();
         return;
       }
-      if (this._token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this._token);
+      if (gen !== this._gen || !this._wanted || (sse ? this._sse : this._ws)) return;
     }
+    if (sse) {
+      if (!this._openSse()) this._scheduleReconnect();
+      return;
+    }
+    const opened = this._openWs();
+    if (!this._sse && this._wsFailures >= this.options.sseAfter && this._sseUsable()) this._openSse();
+    if (!opened && !this._sse) this._scheduleReconnect();
+  }
+
+  // Ask `getToken` for the token of a new connection; false when it failed (or was abandoned).
+  async _connectToken(gen) {
+    if (!this.getToken) return true;
+    try {
+      const token = await this.getToken({ reason: "connect" });
+      if (gen !== this._gen || !this._wanted) return false;
+      this._setToken(token);
+      return true;
+    } catch (err) {
+      if (gen === this._gen && this._wanted) this._emit("error", { code: "TOKEN_FAILED", error: err });
+      return false;
+    }
+  }
+
+  _openWs() {
+    let url = this.url;
+    if (this._token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this._token);
     let ws;
     try {
       ws = new this._WebSocket(url);
     } catch (err) {
       this._emit("error", { code: "CONNECT_FAILED", error: err });
-      this._scheduleReconnect();
-      return;
+      this._wsFailures++;
+      return false;
     }
     this._ws = ws;
+    this._wsLive = false;
     this._createdAt = this._now();
     this._openedAt = null;
     ws.onopen = () => this._onOpen(ws);
     ws.onmessage = (ev) => this._onMessage(ws, ev.data);
     ws.onclose = (ev) => this._onClose(ws, ev?.code, ev?.reason);
     ws.onerror = () => {}; // a close event always follows
+    return true;
+  }
+
+  // On SSE, every `wsRetryInterval`: try a WebSocket beside the stream; it takes over once live.
+  async _probeWs() {
+    if (!this._wanted || this._ws) return;
+    const gen = this._gen;
+    const ok = !this.getToken || (await this._connectToken(gen));
+    if (gen !== this._gen || !this._wanted || this._ws || this.transport !== TRANSPORT.SSE) return;
+    if (!ok || !this._openWs()) this._retryWsLater();
+  }
+
+  _retryWsLater() {
+    const every = this.options.wsRetryInterval;
+    this._wsRetryAt = this.transport === TRANSPORT.SSE && every > 0 ? this._now() + every : null;
   }
 
   _onOpen(ws) {
@@ -481,9 +585,10 @@ export class RealtimeClient extends Emitter {
     this._lastRecvAt = now;
     this._ping = null;
     this._subAcks.clear();
+    const carried = this._sseCarries(); // the stream keeps the channels until this socket is live
     for (const ch of this.channels.values()) {
       if (ch.status === "error" || ch.status === "closed") continue;
-      ch.status = "pending";
+      if (!carried) ch.status = "pending";
       this._sendSubscribe(ch);
     }
     for (const req of this._pending.values()) if (!req.sent && !req.http) this._sendRequest(req);
@@ -519,7 +624,10 @@ export class RealtimeClient extends Emitter {
   }
 
   _connectionLost(code, reason) {
-    for (const ch of this.channels.values()) if (ch.status === "subscribed") ch.status = "pending";
+    if (!this._wsLive) this._wsFailures++; // it never got live: what a broken proxy looks like
+    this._wsLive = false;
+    const carried = this._sseCarries();
+    if (!carried) this._channelsPending();
     this._subAcks.clear();
     for (const req of [...this._pending.values()]) {
       if (req.http || !req.sent) continue;
@@ -528,7 +636,14 @@ export class RealtimeClient extends Emitter {
     }
     if (this._openedAt != null && this._now() - this._openedAt >= this.options.stableAfter) this._attempt = 0;
     this._openedAt = null;
+    if (carried) {
+      this._retryWsLater(); // stay on the stream; try a WebSocket again later
+      return;
+    }
     this._emit("disconnected", { code, reason });
+    // A stream tried beside this socket decides what comes next: it carries the channels if
+    // it opens, and schedules the next attempt if it fails.
+    if (this._sse) return this._maybeLive();
     if (this._wanted) this._scheduleReconnect(code);
   }
 
@@ -573,8 +688,26 @@ export class RealtimeClient extends Emitter {
   }
 
   _maybeLive() {
-    if (!this._isOpen()) return;
-    if (this._subAcks.size === 0) this._setState(STATE.LIVE);
+    if (this._isOpen() && this._subAcks.size === 0) {
+      // Live on the WebSocket: it is preferred, so any stream goes.
+      this._wsLive = true;
+      this._wsFailures = 0;
+      this._dropSse();
+      this._setTransport(TRANSPORT.WEBSOCKET);
+      this._setState(STATE.LIVE);
+      return;
+    }
+    const s = this._sse;
+    if (!s || !s.opened || s.es.readyState !== OPEN) return;
+    if (this.transport !== TRANSPORT.SSE) {
+      if (this._ws) return; // a WebSocket attempt is still in flight: it is preferred
+      this._setTransport(TRANSPORT.SSE);
+    }
+    for (const ch of s.waiting) if (ch.status === "closed" || ch.status === "error") s.waiting.delete(ch);
+    if (s.waiting.size) return;
+    if (this._ssePrev) this._closeSse(this._ssePrev); // the stream it replaced
+    this._ssePrev = null;
+    this._setState(STATE.LIVE);
   }
 
   _send(obj) {
@@ -595,6 +728,338 @@ export class RealtimeClient extends Emitter {
     if (ch.to) msg.to = ch.to;
     this._subAcks.set(id, ch);
     this._send(msg);
+  }
+
+  // --- Server-Sent Events ------------------------------------------------------------------------
+  //
+  // The fallback for pages whose WebSockets never get live (a proxy that refuses or breaks
+  // them): once `sseAfter` attempts in a row failed, every attempt also opens one EventSource on
+  // `/sse` with all the channels. The WebSocket is preferred: the stream carries the channels
+  // (transport "sse") only if it opens while no socket attempt is in flight, and any socket
+  // that gets live takes over from it. On SSE the browser's EventSource reconnects by itself
+  // with `Last-Event-ID`; when it gives up (the server answered an error) or its first retry
+  // fails, the client asks the server why (the same URL with fetch) and opens a new stream with
+  // `?since=` after its own backoff.
+
+  _sseUsable() {
+    return !!(this.options.sseFallback && this._EventSource && this.sseUrl && this._sseChannels().length);
+  }
+
+  _sseChannels() {
+    return [...this.channels.values()].filter((ch) => ch.status !== "error" && ch.status !== "closed");
+  }
+
+  // Whether a stream (open or reconnecting) is what carries the channels.
+  _sseCarries() {
+    return this.transport === TRANSPORT.SSE && !!this._sse;
+  }
+
+  _channelsPending() {
+    for (const ch of this.channels.values()) if (ch.status === "subscribed") ch.status = "pending";
+  }
+
+  _setTransport(transport) {
+    if (transport === this.transport) return;
+    const previous = this.transport;
+    this.transport = transport;
+    if (transport === TRANSPORT.SSE) {
+      for (const ch of this.channels.values()) ch.presence = null; // not sent over SSE
+      this._retryWsLater();
+    } else {
+      this._wsRetryAt = null;
+    }
+    this._emit("transport", { transport, previous });
+  }
+
+  // One EventSource for every channel; false when there is nothing to open.
+  _openSse() {
+    const channels = this._sseChannels();
+    if (!channels.length || !this._EventSource || !this.sseUrl) return false;
+    const url = this._sseUrlFor(channels);
+    let es;
+    try {
+      es = new this._EventSource(url);
+    } catch (err) {
+      this._emit("error", { code: "CONNECT_FAILED", error: err });
+      return false;
+    }
+    const s = {
+      es, url, channels, waiting: new Set(channels), opened: false, openedAt: null, closed: false,
+      retries: 0, token: this._token, key: this._sseKey(channels),
+    };
+    this._sse = s;
+    es.onopen = () => this._onSseOpen(s);
+    es.onerror = () => this._onSseError(s);
+    for (const type of SSE_EVENTS) es.addEventListener(type, (ev) => this._onSseEvent(s, type, ev));
+    return true;
+  }
+
+  // `/sse?channel=...`: one window for all (the earliest `from`, the latest `to`; none if any
+  // channel has none: each channel still keeps only its own window), one `since` (below).
+  _sseUrlFor(channels) {
+    const q = new URLSearchParams();
+    for (const ch of channels) q.append("channel", ch.name);
+    const { from, to } = this._sseWindow(channels);
+    if (from != null) q.set("from", isoTime(from));
+    if (to != null) q.set("to", isoTime(to));
+    const since = this._sseSince(channels);
+    if (since) q.set("since", since);
+    if (this._token) q.set("token", this._token);
+    return `${this.sseUrl}${this.sseUrl.includes("?") ? "&" : "?"}${q}`;
+  }
+
+  _sseWindow(channels) {
+    let from = channels[0].from;
+    let to = channels[0].to;
+    for (const ch of channels) {
+      if (from != null && (ch.from == null || ch._fromMs < ms(from))) from = ch.from;
+      if (to != null && (ch.to == null || ch._toMs > ms(to))) to = ch.to;
+    }
+    return { from, to };
+  }
+
+  // The stream resumes every channel from one cursor: the oldest of theirs (a channel that is
+  // further ahead gets a few events again, which change nothing). A channel without a cursor,
+  // or cursors that cannot be compared: no `since`, a snapshot for every channel.
+  _sseSince(channels) {
+    let since = null;
+    for (const ch of channels) {
+      if (!ch.cursor) return null;
+      if (since == null || ch.cursor === since) {
+        since = ch.cursor;
+        continue;
+      }
+      const order = compareCursors(ch.cursor, since);
+      if (order == null) return null;
+      if (order < 0) since = ch.cursor;
+    }
+    return since;
+  }
+
+  _sseKey(channels) {
+    const { from, to } = this._sseWindow(channels);
+    return JSON.stringify([channels.map((ch) => ch.name), from == null ? null : isoTime(from), to == null ? null : isoTime(to)]);
+  }
+
+  _onSseOpen(s) {
+    if (s !== this._sse || s.closed) return;
+    s.opened = true;
+    s.openedAt = this._now();
+    s.retries = 0;
+    s.waiting = new Set(s.channels.filter((ch) => ch.status !== "closed" && ch.status !== "error"));
+    this._maybeLive();
+  }
+
+  _onSseEvent(s, type, ev) {
+    if (s.closed || (s !== this._sse && s !== this._ssePrev)) return;
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== "object") return;
+    this._emit("message", msg);
+    if (type === "subscribed") {
+      if (s !== this._sse) return;
+      const ch = this._channel(msg.channel);
+      if (ch) s.waiting.delete(ch);
+      return this._onSubscribed(msg);
+    }
+    this._onChannelEvent(msg, this._channel(msg.channel));
+    // Update ids arrive in log order: every channel of the stream has every event up to this one.
+    const id = ev.lastEventId || msg.cursor;
+    if (!id) return;
+    for (const ch of s.channels) {
+      if (ch.status !== "subscribed" || s.waiting.has(ch)) continue;
+      const order = ch.cursor ? compareCursors(id, ch.cursor) : null;
+      if (order != null && order > 0) ch.cursor = id;
+    }
+  }
+
+  _onSseError(s) {
+    if (s.closed) return;
+    if (s === this._ssePrev) {
+      this._closeSse(s); // the stream being replaced: its successor carries on
+      this._ssePrev = null;
+      return;
+    }
+    if (s !== this._sse) return;
+    const es = s.es;
+    // The browser reconnects an EventSource that had opened by itself, resuming with
+    // Last-Event-ID, unless the server refused it (CLOSED) or the token on its URL is stale.
+    // Its retries come at a fixed delay, without jitter: if its first retry fails too (the
+    // server is down for a while), the client takes over with its own backoff, so that the
+    // readers of a server that died do not all come back at the same instant.
+    const stale = this._tokenStale(s.token);
+    if (s.opened && es.readyState !== CLOSED && !stale && ++s.retries < 2) {
+      if (this.transport === TRANSPORT.SSE) {
+        this._channelsPending();
+        this._setState(this._isBrowserOffline() ? STATE.OFFLINE : STATE.RECONNECTING);
+      }
+      return;
+    }
+    const carried = this.transport === TRANSPORT.SSE;
+    if (s.opened && s.openedAt != null && this._now() - s.openedAt >= this.options.stableAfter) this._attempt = 0;
+    this._dropSse();
+    if (carried) {
+      this._channelsPending();
+      this._setState(this._isBrowserOffline() ? STATE.OFFLINE : STATE.RECONNECTING);
+    }
+    this._sseFailed(s, stale);
+  }
+
+  // A stream failed for good: find out why (the server's answer to the same URL), act on it,
+  // then try again, unless a WebSocket attempt in flight decides that.
+  async _sseFailed(s, stale) {
+    const gen = this._gen;
+    let now = stale;
+    if (!stale) {
+      const answer = await this._probeSse(s.url);
+      if (gen !== this._gen || !this._wanted) return;
+      if (answer) now = await this._sseRefused(answer, s);
+      if (gen !== this._gen || !this._wanted) return;
+    }
+    if (this._sse || (this.transport !== TRANSPORT.SSE && this._ws)) return;
+    if (now) this._open();
+    else if (this._reconnectTimer == null) this._scheduleReconnect();
+  }
+
+  // The status and error of `GET url` (the body of a stream is not read); null when unreachable.
+  async _probeSse(url) {
+    if (!this._fetch) return null;
+    const abort = typeof AbortController === "function" ? new AbortController() : null;
+    try {
+      const res = await this._fetch(url, { method: "GET", headers: { accept: "text/event-stream" }, cache: "no-store", signal: abort?.signal });
+      let error = null;
+      if (!res.ok) {
+        try {
+          error = (await res.json())?.error ?? null;
+        } catch {
+          error = null;
+        }
+      }
+      return { status: res.status, error };
+    } catch {
+      return null;
+    } finally {
+      try {
+        abort?.abort();
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  // Act on the server's refusal of a stream; true when the next attempt should go at once.
+  async _sseRefused({ status, error }, s) {
+    if (status >= 200 && status < 300) return false; // it opens now: it was transient
+    const code = error?.code ?? `HTTP_${status}`;
+    if (code === "UNKNOWN_CHANNEL" || (status === 422 && error?.field === "channel")) {
+      // One channel that does not exist refuses the whole stream: find it, stream the others.
+      if (await this._refuseUnknownChannels(s.channels)) return true;
+    } else if (status === 422 && error?.field === "since") {
+      for (const ch of s.channels) ch.cursor = null; // not a cursor of this server: snapshots
+      return true;
+    } else if (status === 401) {
+      this._token = null; // fetch a fresh token for the next attempt
+    }
+    if (status >= 400 && status < 500 && status !== 429) {
+      this._emit("error", { code, error: new RealtimeError({ status, ...(error ?? { code, message: `HTTP ${status}` }) }) });
+    }
+    return false;
+  }
+
+  // Which channels do not exist (their HTTP reads answer 404): each is refused as over the
+  // WebSocket (status "error", `ready` rejects with UNKNOWN_CHANNEL). True when one was.
+  async _refuseUnknownChannels(channels) {
+    const refused = await Promise.all(
+      channels.map(async (ch) => {
+        const at = ch.name.indexOf(":");
+        const kind = ch.name.slice(0, at).toLowerCase();
+        const id = encodeURIComponent(ch.name.slice(at + 1));
+        const path = kind === "service" ? `/api/services/${id}` : kind === "vendor" ? `/api/vendors/${id}` : null;
+        if (path) {
+          try {
+            await this._http("GET", path);
+            return false;
+          } catch (err) {
+            if (err?.status !== 404) return false;
+          }
+        }
+        this._refuseChannel(ch, { code: "UNKNOWN_CHANNEL", message: `no such channel ${ch.name}`, field: "channel" });
+        return true;
+      }),
+    );
+    return refused.some(Boolean);
+  }
+
+  _refuseChannel(ch, error) {
+    if (ch.status === "closed" || ch.status === "error") return;
+    ch.status = "error";
+    ch.error = new RealtimeError(error);
+    ch._rejectReady(ch.error);
+    this._emit("error", { code: error.code, error: ch.error, channel: ch.name });
+  }
+
+  // Whether the token on a stream's URL should no longer be used: a newer one was fetched
+  // since, or it has expired.
+  _tokenStale(token) {
+    if (!this.getToken || !token) return false;
+    if (token !== this._token) return true;
+    const exp = tokenExpiry(token);
+    return exp != null && exp <= this._now();
+  }
+
+  _closeSse(s) {
+    if (!s || s.closed) return;
+    s.closed = true;
+    s.es.onopen = s.es.onerror = null;
+    try {
+      s.es.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  _dropSse() {
+    this._closeSse(this._sse);
+    this._closeSse(this._ssePrev);
+    this._sse = this._ssePrev = null;
+  }
+
+  // The channels (or their windows) changed: the stream's URL must follow, once per tick.
+  _queueSseSync() {
+    if (this._sseSyncQueued) return;
+    this._sseSyncQueued = true;
+    queueMicrotask(() => {
+      this._sseSyncQueued = false;
+      this._syncSse();
+    });
+  }
+
+  _syncSse() {
+    const s = this._sse;
+    if (!s || !this._wanted) return;
+    const channels = this._sseChannels();
+    if (channels.length && this._sseKey(channels) === s.key) return;
+    if (!channels.length || !this._sseCarries() || !s.opened) {
+      // Nothing left to stream (back to trying WebSockets), or a stream that carries nothing
+      // yet: replace it.
+      this._dropSse();
+      if (!channels.length) this._setTransport(TRANSPORT.WEBSOCKET);
+      else if (this._openSse()) return;
+      if (!this._ws && this._reconnectTimer == null) this._open();
+      return;
+    }
+    // Make before break: the old stream keeps delivering until the new one is live.
+    this._closeSse(this._ssePrev);
+    this._ssePrev = s;
+    this._sse = null;
+    if (!this._openSse()) {
+      this._sse = s;
+      this._ssePrev = null;
+    }
   }
 
   // --- heartbeat ---------------------------------------------------------------------------------
@@ -651,6 +1116,13 @@ export class RealtimeClient extends Emitter {
       this._drop(4000, "closed without a close event"); // never wait on a lost close event
     } else if (!ws && this._nextRetryAt != null && now >= this._nextRetryAt + interval) {
       this._open(); // the retry timer was lost or starved
+    }
+    if (this._sseCarries()) {
+      if (!ws && this._wsRetryAt != null && now >= this._wsRetryAt) {
+        this._wsRetryAt = null;
+        this._probeWs();
+      }
+      if (!this._isOpen() && this._refreshAt != null && now >= this._refreshAt) this._refreshToken();
     }
     if (this._wanted && this._tickTimer == null) {
       this._tickTimer = this._setTimeout(() => this._tick(), next);
@@ -770,10 +1242,16 @@ export class RealtimeClient extends Emitter {
 
   _onChannelEvent(msg, ch, replay = false) {
     if (!ch || ch.status === "closed" || !msg) return;
-    if (msg.cursor) ch.cursor = msg.cursor;
+    // An event at or before the channel's cursor was had already (a stream resumed from an
+    // older cursor of another channel replays it): its slot changes nothing, and a conflict is
+    // not reported twice. A cursor never moves back.
+    const order = msg.cursor && ch.cursor ? compareCursors(msg.cursor, ch.cursor) : null;
+    const seen = order != null && order <= 0;
+    if (msg.cursor && !seen) ch.cursor = msg.cursor;
     const isConflict = msg.type === "conflict:detected" || (msg.type == null && "alternatives" in msg && !("reason" in msg));
     const changed = ch._apply(msg.slot);
     if (isConflict) {
+      if (seen) return;
       const d = {
         channel: ch.name,
         slot: ch.get(msg.slot?.id) ?? msg.slot,
@@ -896,7 +1374,8 @@ export class RealtimeClient extends Emitter {
   }
 
   _useHttp() {
-    return !this._isOpen() && this.options.httpFallback && !!this._fetch && !!this.httpUrl;
+    const socket = this._isOpen() && this.transport === TRANSPORT.WEBSOCKET;
+    return !socket && this.options.httpFallback && !!this._fetch && !!this.httpUrl;
   }
 
   // One HTTP request; `body` undefined for a read.
@@ -977,6 +1456,7 @@ export class RealtimeClient extends Emitter {
     });
     add(this._window, "online", () => this.resync("online"));
     add(this._window, "offline", () => {
+      if (this._sseCarries()) return; // the EventSource reports a lost connection itself
       if (!this._ws) this._setState(STATE.OFFLINE);
       else this._sendPing(true); // the socket may survive a blip; let the heartbeat decide
     });

@@ -1,5 +1,6 @@
 // Test doubles for realtime.js: a fake clock (wall clock and timers move separately, so a test
-// can play a throttled background tab), a fake WebSocket, and a fake document/window.
+// can play a throttled background tab), a fake WebSocket, a fake EventSource, and a fake
+// document/window.
 import { RealtimeClient } from "../../realtime/static/realtime.js";
 
 export class FakeClock {
@@ -96,6 +97,64 @@ export function fakeWebSocketClass() {
   return FakeWebSocket;
 }
 
+/** An EventSource driven by the test: as the server sends, and as the browser reacts. */
+export function fakeEventSourceClass() {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.lastEventId = "";
+      this.closed = false;
+      this.listeners = new Map();
+      sources.push(this);
+    }
+    addEventListener(type, fn) {
+      if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+      this.listeners.get(type).add(fn);
+    }
+    removeEventListener(type, fn) {
+      this.listeners.get(type)?.delete(fn);
+    }
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+    // --- driven by the test ---
+    get params() {
+      return new URL(this.url).searchParams;
+    }
+    serverOpen() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+    /** One event; `id` (a cursor) is remembered as the browser does, for Last-Event-ID. */
+    serverEvent(type, obj, id) {
+      if (id != null) this.lastEventId = id;
+      for (const fn of this.listeners.get(type) ?? []) fn({ type, data: JSON.stringify(obj), lastEventId: this.lastEventId });
+    }
+    /** Every channel's `subscribed` event, with a snapshot. */
+    serverSubscribed(slotsByChannel = {}, cursor = "5@e") {
+      for (const channel of this.params.getAll("channel")) {
+        this.serverEvent("subscribed", { type: "subscribed", channel, cursor, snapshot: { slots: slotsByChannel[channel] ?? [] } });
+      }
+    }
+    /** The connection dropped: the browser reconnects by itself (readyState CONNECTING). */
+    serverDrop() {
+      this.readyState = 0;
+      this.onerror?.({});
+    }
+    /** The server answered with an error: the browser gives up (readyState CLOSED). */
+    serverRefuse() {
+      this.readyState = 2;
+      this.onerror?.({});
+    }
+  }
+  FakeEventSource.sources = sources;
+  FakeEventSource.latest = () => sources[sources.length - 1];
+  return FakeEventSource;
+}
+
 export class FakeTarget {
   constructor(extra = {}) {
     this.listeners = new Map();
@@ -113,10 +172,12 @@ export class FakeTarget {
   }
 }
 
-/** A client wired to fakes; returns everything a test needs. */
-export function makeClient(options = {}) {
+/** A client wired to fakes; returns everything a test needs. `sse: true` gives it an
+ * EventSource (`ES`), which it otherwise lacks (as in Node). */
+export function makeClient({ sse = false, ...options } = {}) {
   const clock = options.clock ?? new FakeClock();
   const WS = fakeWebSocketClass();
+  const ES = fakeEventSourceClass();
   const document = new FakeTarget({ visibilityState: "visible" });
   const window = new FakeTarget();
   const navigator = { onLine: true };
@@ -131,11 +192,14 @@ export function makeClient(options = {}) {
     window,
     navigator,
     fetch: null,
+    EventSource: sse ? ES : null,
     ...options,
   });
   const states = [];
   client.on("state", ({ state }) => states.push(state));
-  return { client, clock, WS, document, window, navigator, states };
+  const transports = [];
+  client.on("transport", ({ transport }) => transports.push(transport));
+  return { client, clock, WS, ES, document, window, navigator, states, transports };
 }
 
 export function slot(id, version, extra = {}) {

@@ -193,7 +193,7 @@ describe("requests", () => {
     const p = client.book("s1");
     const msg = ws.last("book");
     assert.equal(msg.slot_id, "s1");
-    assert.equal(msg.quantity, 1);
+    assert.equal("quantity" in msg, false, "no quantity given: the server books 1");
     assert.ok(msg.idempotency_key);
     ws.serverSend({ type: "result", id: "other", ok: true });
     ws.serverSend({ type: "result", id: msg.id, ok: true, booking: { id: "b1", slot_id: "s1" }, slot: slot("s1", 2, { available: 3 }) });
@@ -264,7 +264,29 @@ describe("requests", () => {
     assert.equal(calls[0].url, "http://example.test:8123/api/bookings");
     assert.equal(calls[0].init.method, "POST");
     assert.ok(calls[0].init.headers["idempotency-key"]);
-    assert.deepEqual(JSON.parse(calls[0].init.body), { slot_id: "s1", quantity: 1, customer_id: "c1" });
+    assert.deepEqual(JSON.parse(calls[0].init.body), { slot_id: "s1", customer_id: "c1" });
+  });
+
+  test("confirming a hold sends no quantity (the server books the hold's own); a given quantity is sent", async () => {
+    const bodies = [];
+    const fetch = async (url, init) => {
+      bodies.push(JSON.parse(init.body));
+      return { ok: true, status: 201, json: async () => ({ booking: { id: "b1" } }) };
+    };
+    const http = makeClient({ fetch }).client;
+    await http.book("s1", { holdId: "h1" });
+    await http.book("s1", { quantity: 3 });
+    assert.deepEqual(bodies, [{ slot_id: "s1", hold_id: "h1" }, { slot_id: "s1", quantity: 3 }]);
+
+    const { client, WS } = makeClient();
+    client.subscribe("service:svc");
+    const ws = goLive(WS);
+    client.book("s1", { holdId: "h1" });
+    const confirm = ws.last("book");
+    assert.equal(confirm.hold_id, "h1");
+    assert.equal("quantity" in confirm, false);
+    client.book("s1", { quantity: 2 });
+    assert.equal(ws.last("book").quantity, 2);
   });
 
   test("an HTTP conflict rejects with the contract's error object", async () => {

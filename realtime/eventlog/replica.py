@@ -89,6 +89,7 @@ class ReadReplica:
         self._left = asyncio.Event()  # set while unusable: the probe runs
         self._target: Callable[[], int] = lambda: self.known
         self._task: asyncio.Task[None] | None = None
+        self._foreign = False
         metrics.REPLICA_LAG.set_function(self.lag)
 
     @classmethod
@@ -289,8 +290,10 @@ class ReadReplica:
         for _ in range(CATCH_UP_TRIES):
             row = await self._state()
             if row["epoch"] != self.epoch:
-                log.error("read replica is not a copy of the primary (epoch %r, expected %r): "
-                          "reads stay on the primary", row["epoch"], self.epoch)
+                if not self._foreign:  # said once, not at every probe
+                    log.error("read replica is not a copy of the primary (epoch %r, expected "
+                              "%r): reads stay on the primary", row["epoch"], self.epoch)
+                self._foreign = True
                 return
             self.saw(row["last_pos"])
             if self.replayed >= self._target():

@@ -33,10 +33,7 @@ from tests.support.server import ServerProcess, free_port
 
 async def test_a_server_started_ahead_of_its_standby_reads_no_older_than_itself(
         replicated: Replicated, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server that starts while its standby lags reads the log's position on the primary:
-    a snapshot from the standby would lack what lies between, so subscribers and HTTP get
-    the primary's state after the wait; a snapshot whose wait ends with the standby catching
-    up is the standby's; every subscriber then gets each later version once."""
+    """A server started ahead of its lagging standby hands out no snapshot before its own position, nor skips one."""
     monkeypatch.setattr(replica, "MAX_LAG", 600.0)  # stay on the lagging standby throughout
     db = replicated
     world = await seed(db.primary)
@@ -94,9 +91,7 @@ async def test_a_server_started_ahead_of_its_standby_reads_no_older_than_itself(
 
 
 async def test_a_standby_lagging_too_long_is_left_then_taken_back(replicated: Replicated) -> None:
-    """A standby that leaves an announced position unreplayed for MAX_LAG is left: updates
-    flow from the primary while its replay is still paused, new subscribers get the
-    primary's state; once it has caught up the reads go back to it; nothing missed."""
+    """A standby lagging past MAX_LAG is left (updates flow from the primary), then taken back once caught up."""
     db = replicated
     world = await seed(db.primary)
     vendor = f"vendor:{world.vendor}"
@@ -151,8 +146,7 @@ async def test_a_standby_lagging_too_long_is_left_then_taken_back(replicated: Re
 
 async def test_reads_fall_back_to_the_primary_when_the_standby_goes_away(
         replicated: Replicated) -> None:
-    """With the standby stopped, updates, subscribes and HTTP availability go on from the
-    primary and /readyz stays 200; when it is back, the reads return to it; nothing missed."""
+    """With the standby stopped, everything is served from the primary (/readyz 200); it is taken back on return."""
     db = replicated
     world = await seed(db.primary)
     vendor = f"vendor:{world.vendor}"
@@ -204,8 +198,7 @@ async def test_reads_fall_back_to_the_primary_when_the_standby_goes_away(
 
 async def test_a_standby_unreachable_at_start_leaves_reads_on_the_primary(
         replicated: Replicated) -> None:
-    """A server whose DATABASE_READ_URL answers nothing starts, ready, and serves every read
-    from the primary."""
+    """A server whose DATABASE_READ_URL answers nothing starts ready and serves every read from the primary."""
     db = replicated
     world = await seed(db.primary)
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
@@ -229,8 +222,7 @@ async def test_a_standby_unreachable_at_start_leaves_reads_on_the_primary(
 
 async def test_a_read_url_of_another_database_stops_the_server_at_start(
         replicated: Replicated, tmp_path: Path) -> None:
-    """DATABASE_READ_URL naming a database that is not a copy of DATABASE_URL (its event log's
-    epoch differs) stops `realtime serve` at start, saying so."""
+    """A DATABASE_READ_URL that is not a copy of DATABASE_URL (another epoch) stops `realtime serve` at start."""
     db = replicated
     other = await create_database(db.pair.primary.dsn())
     try:

@@ -28,9 +28,7 @@ from tests.replicas.helpers import (
 
 
 async def test_updates_stream_through_the_standby(replicated: Replicated) -> None:
-    """Bookings on the primary reach a subscriber and eight that join mid-stream (snapshots
-    read on the standby while events are still unnumbered) through the standby: each version
-    once, in order; the standby served the reads, on connections of the server's read pool."""
+    """Bookings reach a subscriber and mid-stream joiners through the standby: every version once, in order."""
     db = replicated
     world = await seed(db.primary)
     live = await start_live(db.primary, database_read_url=db.standby)
@@ -75,11 +73,7 @@ async def test_updates_stream_through_the_standby(replicated: Replicated) -> Non
 
 async def test_a_lagging_standby_never_hands_out_an_older_state(
         replicated: Replicated, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While the standby's replay is paused the server sends nothing past the standby's
-    position; a new subscriber and HTTP availability get the standby's state at that position
-    (no older than anything sent); a resume from a cursor another server handed out (ahead of
-    the standby) gets exactly what follows it, from the primary after waiting; once replay
-    resumes every client converges to the primary's state with nothing missed or repeated."""
+    """A paused standby: nothing sent past it, no state older than a cursor handed out, all converge after."""
     monkeypatch.setattr(replica, "MAX_LAG", 600.0)  # stay on the lagging standby throughout
     db = replicated
     world = await seed(db.primary)
@@ -165,9 +159,7 @@ async def test_a_lagging_standby_never_hands_out_an_older_state(
 
 async def test_unnumbered_events_in_a_standby_snapshot_are_skipped_once(
         replicated: Replicated) -> None:
-    """A booking committed but not yet numbered is in a snapshot the standby serves (listed as
-    pending, numbered later at a position after the snapshot's): the subscriber is not sent it
-    again when it arrives numbered, and is sent the next one."""
+    """An unnumbered event in a snapshot read on the standby is not sent again when it arrives numbered."""
     db = replicated
     world = await seed(db.primary)
     service = world.services[0]

@@ -20,9 +20,7 @@ from tests.support.pools import SELECTED_POOL
 
 
 async def test_reads_wait_for_the_standby_or_ask_the_primary(replicated: Replicated) -> None:
-    """The standby answers what it has replayed; a read it is behind on waits at most WAIT and
-    then gets the primary's newer state, never the standby's older one; a position nobody
-    announced goes to the primary at once; a vendor not replayed yet is found on the primary."""
+    """The standby answers what it replayed; behind it waits at most WAIT; ahead or absent: the primary."""
     db = replicated
     world = await seed(db.primary, services=1)
     pool = world.pool
@@ -95,9 +93,7 @@ async def test_reads_wait_for_the_standby_or_ask_the_primary(replicated: Replica
 
 async def test_a_read_held_up_by_a_replayed_lock_goes_to_the_primary(
         replicated: Replicated) -> None:
-    """A standby holds the locks of a transaction it is replaying until it replays the commit:
-    paused in between, a read there would wait for replay; after lock_timeout (WAIT) the
-    primary answers it instead."""
+    """A read blocked by a lock the paused standby is replaying goes to the primary after lock_timeout (WAIT)."""
     db = replicated
     world = await seed(db.primary, services=1)
     pool = world.pool

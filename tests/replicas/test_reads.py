@@ -9,9 +9,8 @@ import uuid
 import asyncpg
 
 from realtime.eventlog import replica
-from realtime.eventlog.channels import Channel
 from realtime.eventlog.replica import ReadReplica
-from realtime.eventlog.store import EventLog
+from realtime.eventlog.store import Channel, EventLog  # the store's Channel, wherever it lives
 from tests.channels.conftest import seed
 from tests.channels.streams import book_stream, slot_versions
 from tests.replicas.conftest import Replicated, caught_up, position

@@ -80,9 +80,13 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         booking = BookingService(pool)
         app.state.pool = pool
         app.state.booking = booking
-        app.state.events = EventLog(pool)
         channels = ChannelRuntime(settings, pool, booking, settings.database_url, access,
                                   shared.presence)
+        # One EventLog for sockets and HTTP: with DATABASE_READ_URL it reads on the replica the
+        # listener opens, never behind what this process has sent (docs/architecture.md).
+        events = EventLog(pool, channels.listener.reads, lambda: channels.listener.last_pos)
+        channels.session.events = events
+        app.state.events = events
         app.state.channels = channels
         holder["channels"] = channels
         tasks = [supervise("hold-sweeper", lambda: sweep_forever(

@@ -45,6 +45,9 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: s
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    # A hot standby of database_url: the event reader, snapshots, resumes and HTTP availability
+    # read there (realtime/eventlog/replica.py); everything else stays on the primary.
+    database_read_url: str | None = None
     redis_url: str | None = None
     jwt_secret: str | None = None
     jwks_url: str | None = None
@@ -82,6 +85,7 @@ class Settings:
         origins = tuple(o.strip().rstrip("/") for o in e.get("REALTIME_ALLOWED_ORIGINS", "").split(",") if o.strip())
         return cls(
             database_url=e.get("DATABASE_URL") or None,
+            database_read_url=e.get("DATABASE_READ_URL") or None,
             redis_url=e.get("REDIS_URL") or None,
             jwt_secret=e.get("REALTIME_JWT_SECRET") or None,
             jwks_url=e.get("REALTIME_JWKS_URL") or None,

@@ -68,11 +68,19 @@ class Peer(Protocol):
     def reply_error(self, exc: MessageError) -> None: ...
 
 
+def _cursor_pos(since: str) -> int:
+    """The position a cursor names (0 for one that is not a cursor: it gets a snapshot)."""
+    try:
+        return cursors.decode(since)[0]
+    except ValidationError:
+        return 0
+
+
 class Session:
     """Message handling shared by every socket of the process."""
 
     def __init__(self, settings: Settings, access: Access, hub: Hub, events: EventLog,
-                 booking: BookingService, sequence_now: Callable[[], Awaitable[bool]],
+                 booking: BookingService, sequence_now: Callable[[], Awaitable[int | None]],
                  recent: RecentEvents | None = None) -> None:
         self.settings = settings
         self.recent = recent
@@ -155,7 +163,12 @@ class Session:
         hub.begin_join(sub, name)
         try:
             page = None
+            # A client is never handed a state older than a cursor it was sent: what is read
+            # stands at its cursor or later (only a lagging read replica could be behind it;
+            # EventLog adds this process's own position, replica.py waits or asks the primary).
+            floor = 0
             if since is not None:
+                floor = _cursor_pos(since)
                 page = await self._events_since(channel, since)
             if page is not None:
                 cursor = cursors.encode(page.pos, page.epoch)
@@ -163,7 +176,7 @@ class Session:
                 first = encode_subscribed_events(reply_id, name, cursor, frames)
                 hub.activate(sub, name, first, page.pos)
             else:
-                snap = await self._snapshot(channel, from_, to)
+                snap = await self._snapshot(channel, from_, to, floor)
                 first = encode_subscribed_snapshot(reply_id, name, snap.cursor, snap.slots)
                 hub.activate(sub, name, first, snap.pos, snap.pending_ids)
         except NotFound:
@@ -178,16 +191,20 @@ class Session:
             raise RealtimeError() from None
 
     async def _snapshot(self, channel: Channel, from_: datetime | None,
-                        to: datetime | None) -> Snapshot:
-        """A snapshot of the channel's window; subscribers of one channel and window joining
-        while the hub stands at one position share one read (a reconnect storm costs the
-        database a read per channel, not per client)."""
+                        to: datetime | None, floor: int) -> Snapshot:
+        """A snapshot of the channel's window at position `floor` or later; subscribers of one
+        channel and window joining while the hub stands at one position share one read (a
+        reconnect storm costs the database a read per channel, not per client)."""
+        pos = self.hub.pos
+        if floor > pos:
+            # For a client whose cursor is ahead of this process: a read of its own.
+            return await self._read_snapshot(channel, from_, to, floor)
         key = (channel.name, from_, to)
         flight = self._snapshots.get(key)
         # Shared only if nothing was dispatched since the read began: a reader that started
         # earlier could be behind what this subscriber's join already let go by.
-        if flight is None or flight[0] != self.hub.pos or flight[1].done():
-            flight = (self.hub.pos, asyncio.ensure_future(self._read_snapshot(channel, from_, to)))
+        if flight is None or flight[0] != pos or flight[1].done():
+            flight = (pos, asyncio.ensure_future(self._read_snapshot(channel, from_, to, 0)))
             self._snapshots[key] = flight
         try:
             return await asyncio.shield(flight[1])
@@ -196,7 +213,7 @@ class Session:
                 del self._snapshots[key]
 
     async def _read_snapshot(self, channel: Channel, from_: datetime | None,
-                             to: datetime | None) -> Snapshot:
+                             to: datetime | None, floor: int) -> Snapshot:
         """A snapshot whose cursor is exact, so that a resume from it replays nothing it holds.
 
         Events committed but not yet numbered are in the snapshot yet will be numbered after
@@ -205,12 +222,14 @@ class Session:
         last read stands and the hub's skip list keeps the live stream exact.
         """
         for attempt in range(3):
-            snap = await self.events.snapshot(channel, from_, to)
+            snap = await self.events.snapshot(channel, from_, to, floor)
             self._remember(channel.name)
             if not snap.pending_ids or attempt == 2:
                 break
-            if not await self._sequence_now():
+            numbered = await self._sequence_now()
+            if numbered is None:
                 break
+            floor = max(floor, numbered)  # a replica must have replayed the numbering
         return snap
 
     async def _events_since(self, channel: Channel, since: str) -> EventsPage | None:
@@ -228,8 +247,9 @@ class Session:
             held = recent.since(channel.name, pos, epoch)
             if held is not None:
                 return EventsPage(held, recent.top, recent.epoch)
-        # Raises NotFound (caught by the caller) for a channel that does not exist.
-        page = await self.events.events_since(channel, pos, epoch)
+        # Raises NotFound (caught by the caller) for a channel that does not exist. A replica
+        # must have replayed the cursor to judge it (EventLog adds the process's position).
+        page = await self.events.events_since(channel, pos, epoch, pos)
         self._remember(channel.name)
         return page
 

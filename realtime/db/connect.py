@@ -35,20 +35,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int = 10, implementation: str = "ours", *,
-                      application_name: str = "realtime") -> ConnectionPool:
+                      application_name: str = "realtime",
+                      command_timeout: float = COMMAND_TIMEOUT,
+                      connect_timeout: float | None = None,
+                      server_settings: dict[str, str] | None = None) -> ConnectionPool:
     """A pool of `implementation` (a `REALTIME_POOL` value) whose json/jsonb columns come back
     as Python objects (decoded by orjson).
+
+    `connect_timeout` bounds each connection attempt (asyncpg's default is 60 s): the read
+    replica's pool sets it low, so that a replica that stopped answering is left in seconds.
+    `server_settings` adds session settings to the ones every connection gets.
 
     Raises ValueError naming REALTIME_POOL for an unknown implementation, and what
     asyncpg.connect raises when the first connection cannot be opened.
     """
-    settings = {"application_name": application_name, **KEEPALIVES}
+    settings = {"application_name": application_name, **KEEPALIVES, **(server_settings or {})}
+    extra: dict[str, float] = {} if connect_timeout is None else {"timeout": connect_timeout}
     if implementation == "ours":
-        return await Pool(dsn, size, init=_init_connection, command_timeout=COMMAND_TIMEOUT,
-                          server_settings=settings).start()
+        return await Pool(dsn, size, init=_init_connection, command_timeout=command_timeout,
+                          server_settings=settings, **extra).start()
     if implementation == "asyncpg":
         return await AsyncpgPool.open(dsn, size, init=_init_connection,
-                                      command_timeout=COMMAND_TIMEOUT, server_settings=settings)
+                                      command_timeout=command_timeout, server_settings=settings,
+                                      **extra)
     raise ValueError(f"REALTIME_POOL must be one of {', '.join(POOL_IMPLEMENTATIONS)}; "
                      f"got {implementation!r}")
 

@@ -47,3 +47,22 @@ async def fetch_between(conn: asyncpg.Connection, after: int, upto: int) -> list
         f"SELECT {EVENT_COLUMNS} FROM rt_events WHERE pos > $1 AND pos <= $2 ORDER BY pos",
         after, upto)
     return [Event.from_record(r) for r in rows]
+
+
+# The same read on a replica, with the copy's own state: which database it is (epoch) and the
+# last position it has replayed, so that the reader knows how far behind it stands.
+FETCH_AFTER_WITH_STATE = f"""
+    SELECT q.epoch AS q_epoch, q.last_pos AS q_last, e.*
+    FROM rt_sequencer q
+    LEFT JOIN LATERAL (
+        SELECT {EVENT_COLUMNS} FROM rt_events WHERE pos > $1 ORDER BY pos LIMIT $2) e ON true
+    WHERE q.id = 1"""
+
+
+async def fetch_after_with_state(conn: asyncpg.Connection, pos: int, limit: int = 1000
+                                 ) -> tuple[str, int, list[Event]]:
+    """(epoch, last_pos, numbered events after `pos` in position order), in one snapshot."""
+    rows = await conn.fetch(FETCH_AFTER_WITH_STATE, pos, limit)
+    state = rows[0]
+    events = [Event.from_record(tuple(r)[2:]) for r in rows if r["pos"] is not None]
+    return state["q_epoch"], state["q_last"], events

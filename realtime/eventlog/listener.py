@@ -13,7 +13,11 @@ After a reconnect, after a poll, after our own sequencer numbered something: rea
   pooled connection, at most once per `MIN_DRAIN_SPACING` (more calls only while a call fills
   its whole batch); a drain that numbered something is followed by one more.
 - reader task: on `rt_events` (or our own sequencer's work, or a backstop poll) fetch the
-  events after `last_pos` and hand each batch to the hub.
+  events after `last_pos` and hand each batch to the hub. With a read replica
+  (`DATABASE_READ_URL`, replica.py) it reads there: a NOTIFY from the primary says which
+  position exists (its payload), and while the replica has not replayed it the reader polls
+  the replica every few milliseconds; the replica's positions are a prefix of the primary's,
+  so reading `pos > last_pos` there never skips one, it only comes later.
 - pruner task: deletes events older than the retention.
 """
 
@@ -31,8 +35,9 @@ import asyncpg
 from realtime.db.connect import KEEPALIVES
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
-from realtime.eventlog.events import Event, fetch_after, fetch_between
+from realtime.eventlog.events import Event, fetch_after, fetch_after_with_state, fetch_between
 from realtime.eventlog.recent import RecentEvents
+from realtime.eventlog.replica import ReadReplica
 from realtime.settings import Settings
 from realtime.tasks import backoff, cancel_all, supervise
 
@@ -43,6 +48,10 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 5.0
 READER_BACKSTOP = 1.0
+# While the replica has not replayed an announced position: the first poll soon after (WAL
+# replay usually takes a millisecond or two), then less often.
+REPLICA_POLL_FIRST = 0.002
+REPLICA_POLL_MAX = 0.05
 PRUNE_INTERVAL = 60.0
 # Each drain is a transaction with its own WAL flush; on a hot slot those flushes queue with
 # the bookings' (which hold the slot's lock through theirs). 10 ms bounds drains to 100/s under
@@ -78,6 +87,8 @@ class Listener:
         # The log's recent events for resumes: fed in the same step as the hub's dispatch, so
         # that its top is always the hub's position.
         self.recent = RecentEvents(settings.resume_events)
+        # Where the reader, snapshots and resumes read when DATABASE_READ_URL is set.
+        self.reads = ReadReplica.from_settings(settings, pool)
         # Called (no arguments, must not block) after each batch of new events is dispatched:
         # other readers of the log, such as the webhook dispatcher, wake on it.
         self.watchers: list[Callable[[], None]] = []
@@ -108,6 +119,9 @@ class Listener:
             first = held[0].pos - 1  # pruned meanwhile: hold only what is contiguous
         self.recent.reset(first, self.epoch)
         self.recent.extend(held)
+        if self.reads is not None:
+            self.reads.announce(self.last_pos)
+            await self.reads.start(self.epoch, lambda: self.last_pos)
         self._tasks = [
             supervise("listener", self._connection),
             supervise("sequencer", self._sequencer),
@@ -121,6 +135,8 @@ class Listener:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
+        if self.reads is not None:
+            await self.reads.close()
 
     def ready(self) -> str | None:
         return self.not_ready
@@ -134,7 +150,10 @@ class Listener:
     def _events_published(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         # The payload is the last position numbered; our own drains have usually read it.
         with contextlib.suppress(ValueError):
-            if int(payload) <= self.last_pos:
+            pos = int(payload)
+            if self.reads is not None:
+                self.reads.announce(pos)
+            if pos <= self.last_pos:
                 return
         self._mark()
         self._wake_reader.set()
@@ -225,20 +244,25 @@ class Listener:
                 attempt += 1
                 await asyncio.sleep(backoff(attempt))
 
-    async def sequence_now(self) -> bool:
-        """Number what is committed now, for a snapshot that wants nothing left unnumbered.
+    async def sequence_now(self) -> int | None:
+        """Number what is committed now, for a snapshot that wants nothing left unnumbered;
+        returns the last position numbered (a snapshot read at or after it sees them numbered).
 
-        Gives up quickly (and returns False) if another sequencer holds the lock: the caller
+        Gives up quickly (and returns None) if another sequencer holds the lock: the caller
         then falls back on skipping the unnumbered events it saw.
         """
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SET LOCAL lock_timeout = '200ms'")
                 count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
+                # Under the sequencer's lock, still held: exactly where this call left the log.
+                last = await conn.fetchval("SELECT last_pos FROM rt_sequencer WHERE id = 1")
         except DB_ERRORS:
-            return False
+            return None
         self._sequenced(count)
-        return True
+        if self.reads is not None:
+            self.reads.announce(last)
+        return int(last)
 
     def _sequenced(self, count: int) -> None:
         """After a sequencer call: count it, and have the reader fetch what it numbered."""
@@ -252,25 +276,59 @@ class Listener:
     async def _reader(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
+        poll = REPLICA_POLL_FIRST
         while True:
+            reads = self.reads
+            if reads is not None and reads.behind():
+                wait, poll = poll, min(poll * 2, REPLICA_POLL_MAX)
+            else:
+                wait, poll = READER_BACKSTOP, REPLICA_POLL_FIRST
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_reader.wait(), READER_BACKSTOP)
+                await asyncio.wait_for(self._wake_reader.wait(), wait)
             self._wake_reader.clear()
             stamp = self._woken_at or loop.time()
             self._woken_at = 0.0
             try:
                 await self._read_all(stamp)
                 attempt = 0
+                if reads is not None:
+                    if reads.behind():
+                        # Not replayed yet: the latency of those events counts from their
+                        # notification, not from the poll that finds them.
+                        self._woken_at = min(self._woken_at or stamp, stamp)
+                    reads.watch_lag()
+                    if not reads.usable and reads.known > self.last_pos:
+                        self._wake_reader.set()  # just left: read the rest on the primary
             except DB_ERRORS as exc:
                 log.warning("reader: %s: %s", type(exc).__name__, exc)
                 self._wake_reader.set()
                 attempt += 1
                 await asyncio.sleep(backoff(attempt))
 
+    async def _fetch(self) -> list[Event]:
+        """The next batch after `last_pos`: from the replica while reads use it, else (or if it
+        fails now) from the primary."""
+        reads = self.reads
+        source = reads.source() if reads is not None else None
+        if reads is not None and source is not None:
+            try:
+                async with source.acquire(first=True) as conn:
+                    epoch, top, events = await fetch_after_with_state(conn, self.last_pos, BATCH)
+            except DB_ERRORS as exc:
+                reads.failed(exc)
+            else:
+                if epoch == self.epoch:
+                    reads.saw(top)
+                    return events
+                log.error("the read replica is another database (epoch %r, the primary's %r)",
+                          epoch, self.epoch)
+                reads.failed("not a copy of the primary")
+        async with self._pool.acquire(first=True) as conn:
+            return await fetch_after(conn, self.last_pos, BATCH)
+
     async def _read_all(self, stamp: float) -> None:
         while True:
-            async with self._pool.acquire(first=True) as conn:
-                events = await fetch_after(conn, self.last_pos, BATCH)
+            events = await self._fetch()
             if not events:
                 return
             # Positions are gap-free when numbered; a hole (at the start or inside the batch)
@@ -284,6 +342,8 @@ class Listener:
                     self._on_gap()
                 self.recent.reset(events[0].pos - 1, self.epoch)
             self.last_pos = events[-1].pos
+            if self.reads is not None:
+                self.reads.announce(self.last_pos)
             self.recent.extend(events)
             metrics.EVENTS_READ.inc(len(events))
             self._on_events(events, self.epoch, stamp)

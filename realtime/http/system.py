@@ -50,6 +50,10 @@ async def readyz(request: Request) -> Response:
         degraded["jwks"] = jwks_degraded
     if (redis := request.app.state.shared.degraded()) is not None:
         degraded["redis"] = redis
+    replica = channels.listener.reads if channels is not None else None
+    if replica is not None and not replica.usable:
+        degraded["replica"] = "the read replica is not used now (unreachable or behind): " \
+                              "reads go to the primary"
     if down:
         err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
                               down=down)

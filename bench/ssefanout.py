@@ -1,0 +1,284 @@
+"""Sustained fan-out over WebSocket and over Server-Sent Events, in the same run, alternating.
+
+    python bench/ssefanout.py                              # ~2 minutes, N=2,000
+    python bench/ssefanout.py --subscribers 1000 --rounds 2
+    git worktree add /tmp/base a66586a && python bench/ssefanout.py --baseline /tmp/base
+
+One server process (`python -m realtime serve`: uvicorn with httptools, uvloop, compression
+off) on a scratch database; N WebSocket subscribers on one channel and N SSE readers
+(`GET /sse?channel=...`) on another, all open for the whole run, held by 4 client processes
+on loopback addresses 127.0.0.2-5 (bench/lib/subscribers.py). Then rounds: in each, each
+transport in turn (the order reversed every round) gets bookings on its channel (`rt_book`
+called directly, by 4 bookers) at a rate far above what can be fanned out, for `--window`
+seconds; then the turn waits until the subscribers have every update (or none comes for 3 s).
+Frames/s is the updates that transport's subscribers received (not `subscribed` events,
+presence frames or pings) over the time from the first booking to the last delivery, so a
+backlog never spills into the next turn. `owed` (bookings x N) against `frames` shows whether
+anything was coalesced or lost; `drain_s`, how far behind the bookings the server ran.
+
+With `--baseline DIR` a second server runs from the source tree DIR (another checkout, e.g.
+the commit before a change), on a scratch database of its own, with its own N + N
+subscribers, and takes its turns in the same rounds: before and after, side by side, under
+the same drift of this shared machine.
+
+Prints the figures (and a Markdown table, as in docs/benchmarks-sse.md) and writes
+bench/results/ssefanout.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.lib import pg, server  # noqa: E402
+from bench.lib.net import free_port  # noqa: E402
+from bench.lib.subscribers import Workers  # noqa: E402
+from realtime.db.connect import dsn_for_database  # noqa: E402
+from realtime.httpclient import get  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "ssefanout.json"
+BOOK_SQL = "SELECT rt_book($1::uuid, 1, NULL, NULL, NULL, '', NULL, NULL)"
+# Frames/s a bare broadcast() loop reaches per core on this machine (bench/fanout.py's floor):
+# bookings are offered at ten times what that could deliver to N subscribers.
+FLOOR_RATE = 64000
+BOOKERS = 4
+# No new update for this long after the last booking: the rest is not coming.
+STALL_SECONDS = 3.0
+
+
+async def make_database() -> tuple[str, str]:
+    from realtime.db.migrate import migrate
+
+    name = f"rt_bench_{uuid.uuid4().hex[:10]}"
+    await pg.create_database(pg.admin_dsn(), name)
+    dsn = dsn_for_database(pg.admin_dsn(), name)
+    await migrate(dsn, echo=lambda _: None)
+    return name, dsn
+
+
+async def seed(dsn: str) -> list[dict[str, Any]]:
+    """Two services (one a transport) of 8 slots of large capacity each."""
+    from realtime.booking.service import BookingService
+    from realtime.db.connect import create_pool
+
+    pool = await create_pool(dsn, 2)
+    booking = BookingService(pool)
+    vendor = (await booking.create_vendor("Bench"))["id"]
+    services = []
+    for i in range(2):
+        svc = (await booking.create_service(vendor, f"room {i}", False))["id"]
+        slots = (await booking.create_slots(svc, [
+            {"starts_at": f"2030-05-{d + 1:02d}T09:00:00Z",
+             "ends_at": f"2030-05-{d + 1:02d}T10:00:00Z", "capacity": 1_000_000}
+            for d in range(8)]))["slots"]
+        services.append({"channel": f"service:{svc}", "slots": [s["id"] for s in slots]})
+    await pool.close()
+    return services
+
+
+class Variant:
+    """One server (a source tree) and its scratch database."""
+
+    def __init__(self, name: str, tree: Path) -> None:
+        self.name = name
+        self.tree = tree
+        self.db = ""
+        self.dsn = ""
+        self.port = free_port()
+        self.proc: Any = None
+        self.services: list[dict[str, Any]] = []
+        self.pool: Any = None
+
+    async def start(self) -> None:
+        import asyncpg
+
+        self.db, self.dsn = await make_database()
+        self.services = await seed(self.dsn)
+        self._spawn()
+        await server.until_ready(self.proc, self.port, within=30)
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=4)
+
+    def _spawn(self) -> None:
+        logs = ROOT / "bench" / "results" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"ssefanout-{self.name}.log", "wb") as log:
+            self.proc = server.start(self.port, server.server_env(self.dsn), source=self.tree,
+                                     log=log)
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        server.stop(self.proc)
+        if self.db:
+            await pg.drop_databases(pg.admin_dsn(), self.db)
+
+
+async def server_counters(port: int) -> dict[str, float]:
+    """Open connections (sockets and streams), slow readers closed, frames coalesced."""
+    text = (await get(f"http://127.0.0.1:{port}/metrics", within=10)).body.decode()
+    names = {"realtime_ws_connections": "open", "realtime_ws_slow_closes_total": "slow_closes",
+             "realtime_ws_frames_coalesced_total": "coalesced"}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            out[names[name]] = float(value)
+    return out
+
+
+def total(counts: list[dict[str, int]], label: str) -> int:
+    return sum(c.get(label, 0) for c in counts)
+
+
+async def burst(variant: Variant, transport: str, workers: Workers, rate: float,
+                window: float, subscribers: int) -> dict[str, Any]:
+    """Bookings at `rate` on the transport's channel for `window` seconds, then until every
+    subscriber has every update: frames/s from the first booking to the last delivery."""
+    label = f"{variant.name}/{transport}"
+    slots = variant.services[0 if transport == "ws" else 1]["slots"]
+    server_before = await server_counters(variant.port)
+    before = total(workers.call("counts"), label)
+    started = time.monotonic()
+    booked = 0
+
+    async def book(k: int) -> None:
+        # A few bookers in parallel: one alone, waiting for each answer, offers too little.
+        nonlocal booked
+        i = k
+        while (now := time.monotonic()) < started + window:
+            await asyncio.sleep(max(0.0, started + i / rate - now))
+            await variant.pool.fetchval(BOOK_SQL, slots[i % len(slots)])
+            booked += 1
+            i += BOOKERS
+
+    await asyncio.gather(*(book(k) for k in range(BOOKERS)))
+    booked_at = time.monotonic()
+    owed = booked * subscribers
+    got, last = 0, booked_at
+    while time.monotonic() - last < STALL_SECONDS and got < owed:
+        await asyncio.sleep(0.05)
+        now_got = total(workers.call("counts"), label) - before
+        if now_got > got:
+            got, last = now_got, time.monotonic()
+    load = os.getloadavg()[0]
+    server_after = await server_counters(variant.port)
+    return {"variant": variant.name, "transport": transport, "bookings": booked,
+            "owed": owed, "frames": got, "seconds": round(last - started, 2),
+            "frames_per_s": round(got / (last - started)),
+            # How long after the last booking the last update arrived: well above zero, or
+            # the offered load did not saturate the server and the figure is the offer's.
+            "drain_s": round(last - booked_at, 2),
+            "load1": round(load, 2), "open_after": int(server_after.get("open", 0)),
+            "slow_closes": int(server_after.get("slow_closes", 0)
+                               - server_before.get("slow_closes", 0)),
+            "coalesced": int(server_after.get("coalesced", 0)
+                             - server_before.get("coalesced", 0))}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    variants = [Variant("this", ROOT)]
+    if args.baseline:
+        variants.append(Variant("baseline", args.baseline))
+    results: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "subscribers": args.subscribers, "rounds": args.rounds, "window_s": args.window,
+        "variants": {v.name: str(v.tree) for v in variants},
+    }
+    workers = None
+    try:
+        for v in variants:
+            await v.start()
+        workers = Workers(variants[0].port, "/ws")
+        for v in variants:
+            for transport, service in (("ws", v.services[0]), ("sse", v.services[1])):
+                seconds = sum(workers.call("open-on", f"{v.name}/{transport}", transport,
+                                           v.port, service["channel"], split=args.subscribers))
+                print(f"opened {args.subscribers} {transport} on {v.name} "
+                      f"({seconds:.1f} s of client time)", flush=True)
+        await asyncio.sleep(2.0)
+        rate = max(5.0, 10 * FLOOR_RATE / args.subscribers)
+        results["booking_rate"] = rate
+        turns = [(v, t) for v in variants for t in ("ws", "sse")]
+        bursts = []
+        for r in range(args.rounds):
+            for v, t in (turns if r % 2 == 0 else list(reversed(turns))):
+                b = await burst(v, t, workers, rate, args.window, args.subscribers)
+                b["round"] = r
+                bursts.append(b)
+                print("burst", b, flush=True)
+        results["bursts"] = bursts
+        summary: dict[str, Any] = {}
+        for v in variants:
+            fig = {t: statistics.median([b["frames_per_s"] for b in bursts
+                                         if b["variant"] == v.name and b["transport"] == t])
+                   for t in ("ws", "sse")}
+            ratios = []
+            for r in range(args.rounds):
+                ws = next(b for b in bursts if (b["variant"], b["transport"], b["round"])
+                          == (v.name, "ws", r))
+                sse = next(b for b in bursts if (b["variant"], b["transport"], b["round"])
+                           == (v.name, "sse", r))
+                ratios.append(round(sse["frames_per_s"] / max(1, ws["frames_per_s"]), 2))
+            summary[v.name] = {"ws_frames_per_s": round(fig["ws"]),
+                               "sse_frames_per_s": round(fig["sse"]),
+                               "sse_over_ws": round(fig["sse"] / max(1, fig["ws"]), 2),
+                               "ratio_per_round": ratios}
+        results["summary"] = summary
+    finally:
+        if workers is not None:
+            workers.stop()
+        for v in variants:
+            await v.stop()
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=2000,
+                        help="subscribers per transport (and per variant)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=float, default=4.0,
+                        help="seconds of bookings per turn")
+    parser.add_argument("--baseline", default="",
+                        help="a source tree to run a second server from, side by side")
+    args = parser.parse_args()
+    if args.baseline:
+        args.baseline = Path(args.baseline).resolve()
+    results = asyncio.run(run(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["summary"], indent=2))
+    print(table(results))
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The summary as the Markdown table of docs/benchmarks-sse.md."""
+    rows = ["| server | WebSocket frames/s | SSE frames/s | SSE / WebSocket (per round) |",
+            "|---|---|---|---|"]
+    for name, s in results["summary"].items():
+        rounds = ", ".join(f"{r:.2f}" for r in s["ratio_per_round"])
+        rows.append(f"| {name} | {s['ws_frames_per_s']:,} | {s['sse_frames_per_s']:,} | "
+                    f"**{s['sse_over_ws']:.2f}** ({rounds}) |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,14 +7,24 @@
 One server process (`python -m realtime serve`: uvicorn with httptools, uvloop, compression
 off) on a scratch database; N WebSocket subscribers on one channel and N SSE readers
 (`GET /sse?channel=...`) on another, all open for the whole run, held by 4 client processes
-on loopback addresses 127.0.0.2-5 (bench/lib/subscribers.py). Then rounds: in each, each
-transport in turn (the order reversed every round) gets bookings on its channel (`rt_book`
-called directly, by 4 bookers) at a rate far above what can be fanned out, for `--window`
-seconds; then the turn waits until the subscribers have every update (or none comes for 3 s).
-Frames/s is the updates that transport's subscribers received (not `subscribed` events,
-presence frames or pings) over the time from the first booking to the last delivery, so a
-backlog never spills into the next turn. `owed` (bookings x N) against `frames` shows whether
-anything was coalesced or lost; `drain_s`, how far behind the bookings the server ran.
+on loopback addresses 127.0.0.2-5 (bench/lib/subscribers.py). Then rounds; in each, for each
+load, each transport in turn (the order reversed every round) gets bookings on its channel
+(`rt_book` called directly, by 4 bookers) for `--window` seconds, and the turn waits until its
+subscribers have every update (or none comes for 10 s), so that no backlog spills into the
+next turn. Two loads:
+
+- saturated: bookings offered far above what can be fanned out (10 x 64,000 / N per second);
+  the server batches and, where subscribers fall behind, coalesces, as in production under
+  overload;
+- paced: `--paced-rate` bookings/s, which both transports keep up with: nearly every dispatch
+  is one event, so each frame costs its own write (the fan-out's most expensive case).
+
+Per turn: frames/s, the updates that transport's subscribers received (not `subscribed`
+events, presence frames or pings) over the time from the first booking to the last delivery;
+and frames per second of the server's own CPU (all its threads, from /proc) over the same
+time, which the other work on this shared machine disturbs far less. `owed` (bookings x N)
+against `frames` shows whether anything was coalesced; `drain_s`, how far behind the bookings
+the server ran.
 
 With `--baseline DIR` a second server runs from the source tree DIR (another checkout, e.g.
 the commit before a change), on a scratch database of its own, with its own N + N
@@ -45,6 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.lib import pg, server  # noqa: E402
+from bench.lib.cpu import proc_cpu  # noqa: E402
 from bench.lib.net import free_port  # noqa: E402
 from bench.lib.subscribers import Workers  # noqa: E402
 from realtime.db.connect import dsn_for_database  # noqa: E402
@@ -56,8 +67,9 @@ BOOK_SQL = "SELECT rt_book($1::uuid, 1, NULL, NULL, NULL, '', NULL, NULL)"
 # bookings are offered at ten times what that could deliver to N subscribers.
 FLOOR_RATE = 64000
 BOOKERS = 4
-# No new update for this long after the last booking: the rest is not coming.
-STALL_SECONDS = 3.0
+# No new update for this long after the last booking: the rest is not coming (it was
+# coalesced). Long, so that a server that stalls for seconds is measured with its stalls.
+STALL_SECONDS = 10.0
 
 
 async def make_database() -> tuple[str, str]:
@@ -152,6 +164,7 @@ async def burst(variant: Variant, transport: str, workers: Workers, rate: float,
     slots = variant.services[0 if transport == "ws" else 1]["slots"]
     server_before = await server_counters(variant.port)
     before = total(workers.call("counts"), label)
+    cpu_before = proc_cpu(variant.proc.pid) or 0.0
     started = time.monotonic()
     booked = 0
 
@@ -168,17 +181,21 @@ async def burst(variant: Variant, transport: str, workers: Workers, rate: float,
     await asyncio.gather(*(book(k) for k in range(BOOKERS)))
     booked_at = time.monotonic()
     owed = booked * subscribers
-    got, last = 0, booked_at
+    got, last, cpu = 0, booked_at, 0.0
     while time.monotonic() - last < STALL_SECONDS and got < owed:
         await asyncio.sleep(0.05)
         now_got = total(workers.call("counts"), label) - before
         if now_got > got:
             got, last = now_got, time.monotonic()
+            cpu = (proc_cpu(variant.proc.pid) or 0.0) - cpu_before
     load = os.getloadavg()[0]
     server_after = await server_counters(variant.port)
     return {"variant": variant.name, "transport": transport, "bookings": booked,
             "owed": owed, "frames": got, "seconds": round(last - started, 2),
             "frames_per_s": round(got / (last - started)),
+            # The server's CPU (all its threads) until the last delivery: what one core of
+            # it sustains, whatever else the shared machine ran meanwhile.
+            "server_cpu_s": round(cpu, 2), "frames_per_cpu_s": round(got / max(cpu, 1e-3)),
             # How long after the last booking the last update arrived: well above zero, or
             # the offered load did not saturate the server and the figure is the offer's.
             "drain_s": round(last - booked_at, 2),
@@ -211,34 +228,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"opened {args.subscribers} {transport} on {v.name} "
                       f"({seconds:.1f} s of client time)", flush=True)
         await asyncio.sleep(2.0)
-        rate = max(5.0, 10 * FLOOR_RATE / args.subscribers)
-        results["booking_rate"] = rate
+        rates = {"saturated": max(5.0, 10 * FLOOR_RATE / args.subscribers),
+                 "paced": args.paced_rate}
+        results["booking_rate"] = rates
         turns = [(v, t) for v in variants for t in ("ws", "sse")]
         bursts = []
         for r in range(args.rounds):
-            for v, t in (turns if r % 2 == 0 else list(reversed(turns))):
-                b = await burst(v, t, workers, rate, args.window, args.subscribers)
-                b["round"] = r
-                bursts.append(b)
-                print("burst", b, flush=True)
+            for phase, rate in rates.items():
+                for v, t in (turns if r % 2 == 0 else list(reversed(turns))):
+                    b = await burst(v, t, workers, rate, args.window, args.subscribers)
+                    b.update(round=r, phase=phase)
+                    bursts.append(b)
+                    print("burst", b, flush=True)
         results["bursts"] = bursts
-        summary: dict[str, Any] = {}
-        for v in variants:
-            fig = {t: statistics.median([b["frames_per_s"] for b in bursts
-                                         if b["variant"] == v.name and b["transport"] == t])
-                   for t in ("ws", "sse")}
-            ratios = []
-            for r in range(args.rounds):
-                ws = next(b for b in bursts if (b["variant"], b["transport"], b["round"])
-                          == (v.name, "ws", r))
-                sse = next(b for b in bursts if (b["variant"], b["transport"], b["round"])
-                           == (v.name, "sse", r))
-                ratios.append(round(sse["frames_per_s"] / max(1, ws["frames_per_s"]), 2))
-            summary[v.name] = {"ws_frames_per_s": round(fig["ws"]),
-                               "sse_frames_per_s": round(fig["sse"]),
-                               "sse_over_ws": round(fig["sse"] / max(1, fig["ws"]), 2),
-                               "ratio_per_round": ratios}
-        results["summary"] = summary
+        results["summary"] = summarize(bursts, [v.name for v in variants])
     finally:
         if workers is not None:
             workers.stop()
@@ -256,6 +259,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=float, default=4.0,
                         help="seconds of bookings per turn")
+    parser.add_argument("--paced-rate", type=float, default=20.0,
+                        help="bookings/s of the paced turns, which both transports keep up "
+                             "with (default: %(default)s)")
     parser.add_argument("--baseline", default="",
                         help="a source tree to run a second server from, side by side")
     args = parser.parse_args()
@@ -269,14 +275,39 @@ def main() -> int:
     return 0
 
 
+def summarize(bursts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Per variant and phase: the median over rounds of each transport's figures, and the
+    SSE / WebSocket ratio of each round."""
+    out: dict[str, Any] = {}
+    for name in names:
+        for phase in ("saturated", "paced"):
+            mine = [b for b in bursts if b["variant"] == name and b["phase"] == phase]
+            fig: dict[str, Any] = {}
+            for key in ("frames_per_s", "frames_per_cpu_s"):
+                ws = [b[key] for b in mine if b["transport"] == "ws"]
+                sse = [b[key] for b in mine if b["transport"] == "sse"]
+                fig[f"ws_{key}"] = round(statistics.median(ws))
+                fig[f"sse_{key}"] = round(statistics.median(sse))
+                fig[f"ratio_{key}"] = [round(b / max(1, a), 2) for a, b in zip(ws, sse, strict=True)]
+                fig[f"median_ratio_{key}"] = statistics.median(fig[f"ratio_{key}"])
+            fig["incomplete"] = sum(1 for b in mine if b["frames"] < b["owed"])
+            out[f"{name}/{phase}"] = fig
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
     """The summary as the Markdown table of docs/benchmarks-sse.md."""
-    rows = ["| server | WebSocket frames/s | SSE frames/s | SSE / WebSocket (per round) |",
-            "|---|---|---|---|"]
+    rows = ["| server, load | WebSocket frames/s | SSE frames/s | SSE / WebSocket, median "
+            "(each round) | per server CPU-second: WebSocket, SSE, SSE / WebSocket |",
+            "|---|---|---|---|---|"]
     for name, s in results["summary"].items():
-        rounds = ", ".join(f"{r:.2f}" for r in s["ratio_per_round"])
-        rows.append(f"| {name} | {s['ws_frames_per_s']:,} | {s['sse_frames_per_s']:,} | "
-                    f"**{s['sse_over_ws']:.2f}** ({rounds}) |")
+        rounds = ", ".join(f"{r:.2f}" for r in s["ratio_frames_per_s"])
+        cpu_rounds = ", ".join(f"{r:.2f}" for r in s["ratio_frames_per_cpu_s"])
+        rows.append(
+            f"| {name} | {s['ws_frames_per_s']:,} | {s['sse_frames_per_s']:,} | "
+            f"**{s['median_ratio_frames_per_s']:.2f}** ({rounds}) | "
+            f"{s['ws_frames_per_cpu_s']:,}, {s['sse_frames_per_cpu_s']:,}, "
+            f"**{s['median_ratio_frames_per_cpu_s']:.2f}** ({cpu_rounds}) |")
     return "\n".join(rows)
 
 

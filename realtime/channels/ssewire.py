@@ -198,6 +198,8 @@ class ChunkWriter(FrameWriter):
 # writer: tests/channels/test_sse_direct.py fails loudly then.
 
 _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
+# The reader went away before its stream started: nothing will be written, nothing to report.
+GONE = "the connection is already gone"
 
 
 def _not_direct(cycle: Any) -> str | None:
@@ -210,13 +212,14 @@ def _not_direct(cycle: Any) -> str | None:
         return f"the HTTP protocol is {kind.__module__}, not uvicorn's httptools one"
     try:
         flow = cycle.flow
-        ready = (cycle.response_started is True and cycle.response_complete is False
-                 and cycle.chunked_encoding is True and cycle.disconnected is False
+        if cycle.disconnected is not False or cycle.response_complete is not False:
+            return GONE
+        ready = (cycle.response_started is True and cycle.chunked_encoding is True
                  and isinstance(flow.write_paused, bool) and callable(flow.drain))
     except AttributeError:
         return "uvicorn's httptools protocol is not the verified one"
     if not ready:
-        return "the response is not a chunked body in progress (HEAD, or already over)"
+        return "the response is not a chunked body (a HEAD request)"
     return None
 
 
@@ -228,5 +231,6 @@ def writer_for(send: Send) -> FrameWriter:
         sock, reason = plain_socket(cycle.transport)
         if sock is not None:
             return ChunkWriter(cycle, sock.fileno())
-    report(reason, "Server-Sent Events")
+    if reason is not GONE:
+        report(reason, "Server-Sent Events")
     return AsgiChunkWriter(send, getattr(cycle, "transport", None), reason)

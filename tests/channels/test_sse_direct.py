@@ -254,3 +254,24 @@ def test_chunks_are_cached_for_a_whole_dispatch() -> None:
                                           ssewire.event_for(frames[7]))
     assert all(chunk_for(f) is c for f, c in zip(frames, first, strict=True))
     assert chunk_for(orjson.dumps({"type": "presence", "count": 1})) == b""
+
+
+async def test_a_head_request_gets_the_asgi_writer(live: Live, world: World) -> None:
+    """HEAD has no body to chunk: the stream is answered with headers only, and is given the
+    ASGI writer, which writes nothing the server would not."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    try:
+        writer.write(f"HEAD /sse?channel=service:{world.services[0]} HTTP/1.1\r\n"
+                     f"Host: x\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+        for _ in range(100):
+            if streams(live):
+                break
+            await asyncio.sleep(0.02)
+        (found,) = streams(live)
+        assert isinstance(found.writer, AsgiChunkWriter) and "HEAD" in found.writer.reason
+        with pytest.raises(TimeoutError):  # no body at all, not even a chunk
+            await asyncio.wait_for(reader.read(1), 0.3)
+    finally:
+        writer.close()

@@ -49,7 +49,7 @@ class SseSubscriber(asyncio.Protocol):
         self.open = False
         self.closing = False  # set when we close on purpose, so the loss is not reported
         self.cursor: str | None = None
-        self.last_id: str | None = None
+        self._last_id: bytes | None = None
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.delivery: Any = None  # the worker's per-channel state for this stream
         self.last_error: Exception | None = None
@@ -137,10 +137,13 @@ class SseSubscriber(asyncio.Protocol):
                     return b""
                 break
             try:
-                size = int(data[pos:line_end].split(b";", 1)[0], 16)
+                size = int(data[pos:line_end], 16)
             except ValueError:
-                self._fail(ConnectionError("malformed chunk size"))
-                return b""
+                try:  # chunk extensions (`;name=value`), which nothing needs here
+                    size = int(data[pos:line_end].split(b";", 1)[0], 16)
+                except ValueError:
+                    self._fail(ConnectionError("malformed chunk size"))
+                    return b""
             if size == 0:
                 # The last chunk: the server ended the stream.
                 self._fail(ConnectionError("the server ended the stream"))
@@ -167,18 +170,15 @@ class SseSubscriber(asyncio.Protocol):
             pos = end + 2
             if block[:1] == b":":
                 continue  # a comment (ping)
-            data: list[bytes] = []
-            for line in block.split(b"\n"):
-                name, _, value = line.partition(b":")
-                if value[:1] == b" ":
-                    value = value[1:]
-                if name == b"data":
-                    data.append(value)
-                elif name == b"id":
-                    self.last_id = value.decode()
-            if data:
+            lines = block.split(b"\n")
+            if lines[-1][:6] == b"data: " and (len(lines) == 1 or lines[-2][:5] != b"data:"):
+                # What this server sends: `event:`, maybe `id:`, then one `data:` line last.
+                if len(lines) > 1 and lines[-2][:4] == b"id: ":
+                    self._last_id = lines[-2][4:]
                 self.events += 1
-                self.on_message(self, data[0] if len(data) == 1 else b"\n".join(data))
+                self.on_message(self, lines[-1][6:])
+            else:
+                self._fields(lines)
             if self.transport is None or self.transport.is_closing():
                 return
         rest = text[pos:]
@@ -186,6 +186,26 @@ class SseSubscriber(asyncio.Protocol):
             self._fail(ConnectionError("an event exceeds the client's bound"))
             return
         self.text = rest
+
+    def _fields(self, lines: list[bytes]) -> None:
+        """Any other event: fields in any order, data over several lines."""
+        data: list[bytes] = []
+        for line in lines:
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"id":
+                self._last_id = value
+        if data:
+            self.events += 1
+            self.on_message(self, data[0] if len(data) == 1 else b"\n".join(data))
+
+    @property
+    def last_id(self) -> str | None:
+        """The id of the last event that had one (kept as bytes: decoded only if asked)."""
+        return None if self._last_id is None else self._last_id.decode()
 
     # -- ending ---------------------------------------------------------------------------
 

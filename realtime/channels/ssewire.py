@@ -198,6 +198,8 @@ class ChunkWriter(FrameWriter):
 # writer: tests/channels/test_sse_direct.py fails loudly then.
 
 _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
+# What the chunk writer depends on, named in messages and in the canary tests.
+PACKAGES = ("uvicorn", "httptools")
 # The reader went away before its stream started: nothing will be written, nothing to report.
 GONE = "the connection is already gone"
 
@@ -232,5 +234,5 @@ def writer_for(send: Send) -> FrameWriter:
         if sock is not None:
             return ChunkWriter(cycle, sock.fileno())
     if reason is not GONE:
-        report(reason, "Server-Sent Events")
+        report(reason, "Server-Sent Events", PACKAGES)
     return AsgiChunkWriter(send, getattr(cycle, "transport", None), reason)

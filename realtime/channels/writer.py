@@ -311,17 +311,19 @@ def _not_direct(protocol: Any) -> str | None:
 _reported: set[str] = set()
 
 
-def report(reason: str, what: str = "WebSocket frames") -> None:
-    """Logs once per reason that `what` go through ASGI send, and why."""
+def report(reason: str, what: str = "WebSocket frames",
+           packages: tuple[str, ...] = ("uvicorn", "websockets")) -> None:
+    """Logs once per reason that `what` go through ASGI send, why, and the installed versions
+    of the `packages` the direct writer depends on."""
     if reason not in _reported:
         _reported.add(reason)
-        log.info("%s go through ASGI send (%s; %s)", what, reason, versions())
+        log.info("%s go through ASGI send (%s; %s)", what, reason, versions(packages))
 
 
-def versions() -> str:
-    """The installed versions the direct writer depends on, for messages."""
+def versions(packages: tuple[str, ...] = ("uvicorn", "websockets")) -> str:
+    """The installed versions a direct writer depends on, for messages."""
     found = []
-    for name in ("uvicorn", "websockets"):
+    for name in packages:
         try:
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:

@@ -35,7 +35,7 @@ CROWD = max(300, PARALLEL_MIN + 1)
 
 def fell_back(why: str) -> str:
     return (f"the direct chunk writer did not attach to a plain SSE stream under the installed "
-            f"{versions()}: the stream fell back to ASGI send ({why}). A uvicorn upgrade "
+            f"{versions(ssewire.PACKAGES)}: the stream fell back to ASGI send ({why}). A uvicorn upgrade "
             f"changed what realtime/channels/ssewire.py relies on; re-verify it there.")
 
 

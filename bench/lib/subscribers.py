@@ -1,9 +1,13 @@
-"""Many WebSocket subscribers in a few worker processes, for bench/fanout.py.
+"""Many WebSocket (or Server-Sent Events) subscribers in a few worker processes, for
+bench/fanout.py and bench/ssefanout.py.
 
 Each process connects from its own loopback address (127.0.0.2, 127.0.0.3, ...) and speaks
-just enough WebSocket on plain asyncio protocols (no task per socket), so that the load
-generator costs as little as it can on the shared cores. The parent commands them over pipes:
-open N sockets on a channel, watch a slot (record when each version arrived), report frames.
+just enough WebSocket, or HTTP/1.1 chunked SSE, on plain asyncio protocols (no task per
+socket), so that the load generator costs as little as it can on the shared cores. The parent
+commands them over pipes: open N sockets on a channel, watch a slot (record when each version
+arrived), report frames. `open-on` opens sockets of either kind on any server, each counted
+under a label of its own (`counts`), so that one set of processes can serve several servers
+and transports taking turns.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
 
     loop = asyncio.get_running_loop()
     state: dict[str, Any] = {"frames": 0, "watch": None, "seen": {}, "subscribed": 0}
+    counts: dict[str, int] = {}
     clients: list[Any] = []
     upgrade = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -82,15 +87,115 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
                     break
                 opcode = buf[i] & 0x0F
                 if opcode == 1:
-                    on_text(buf[start:end])
+                    self.on_text(buf[start:end])
                 elif opcode == 9:
                     self.transport.write(client_frame(10, buf[start:end]))
                 i = end
             self.buf = buf[i:] if i < n else b""
 
+        def on_text(self, data: bytes) -> None:
+            on_text(data)
+
         def connection_lost(self, exc: Exception | None) -> None:
             if not self.opened.done():
                 self.opened.set_exception(ConnectionError("closed before open"))
+
+    class SseClient(asyncio.Protocol):
+        """A minimal SSE reader: the response head, then chunked framing; counts the events
+        that carry an id (updates and conflicts), not `subscribed` events or pings."""
+
+        def __init__(self, label: str, request: bytes) -> None:
+            self.opened: asyncio.Future[None] = loop.create_future()
+            self.transport: Any = None
+            self.buf = b""
+            self.label = label
+            self.request = request
+            counts.setdefault(label, 0)
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(self.request)
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data if self.buf else data
+            i = 0
+            if not self.opened.done():
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    self.buf = buf
+                    return
+                if b" 200 " not in buf[:head_end].split(b"\r\n", 1)[0]:
+                    self.opened.set_exception(ConnectionError(buf[:200].decode("latin-1")))
+                    return
+                self.opened.set_result(None)
+                i = head_end + 4
+            n = len(buf)
+            events = 0
+            while (line_end := buf.find(b"\r\n", i)) >= 0:
+                size = int(buf[i:line_end], 16)
+                end = line_end + 2 + size
+                if size == 0 or end + 2 > n:
+                    break
+                chunk = buf[line_end + 2:end]
+                if chunk.startswith(b"event: subscribed"):
+                    state["subscribed"] += 1
+                events += chunk.count(b"\nid: ")
+                i = end + 2
+            counts[self.label] += events
+            self.buf = buf[i:] if i < n else b""
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.opened.done():
+                self.opened.set_exception(ConnectionError("closed before open"))
+
+    async def open_on(n: int, label: str, kind: str, to_port: int, channel: str) -> float:
+        """`n` subscribers of `kind` ("ws" or "sse") on `channel` of the server at `to_port`."""
+        started = time.monotonic()
+        target = state["subscribed"] + n
+        ws_request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{to_port}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        sse_request = (f"GET /sse?channel={channel} HTTP/1.1\r\nHost: 127.0.0.1:{to_port}\r\n"
+                       "Accept: text/event-stream\r\n\r\n").encode()
+        sub = orjson.dumps({"type": "subscribe", "channel": channel}).decode()
+        for i in range(n):
+            if kind == "sse":
+                _, sse = await loop.create_connection(
+                    lambda: SseClient(label, sse_request), "127.0.0.1", to_port,
+                    local_addr=(src, 0))
+                await sse.opened
+                clients.append(sse)
+            else:
+                _, client = await loop.create_connection(
+                    lambda: LabelledClient(label, ws_request), "127.0.0.1", to_port,
+                    local_addr=(src, 0))
+                await client.opened
+                client.send(sub)
+                clients.append(client)
+            if i % 200 == 199:
+                await asyncio.sleep(0)
+        while state["subscribed"] < target:  # noqa: ASYNC110 - counted in a protocol callback
+            await asyncio.sleep(0.01)
+        return time.monotonic() - started
+
+    class LabelledClient(Client):
+        """A WebSocket client whose update frames count under `label`."""
+
+        def __init__(self, label: str, request: bytes) -> None:
+            super().__init__()
+            self.label = label
+            self.request = request
+            counts.setdefault(label, 0)
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(self.request)
+
+        def on_text(self, data: bytes) -> None:
+            if data.startswith(b'{"type":"subscribed"'):
+                state["subscribed"] += 1
+            elif b'"cursor"' in data:
+                counts[self.label] += 1
 
     watch_marker = b""
 
@@ -137,6 +242,10 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             pipe.send(state["seen"])
         elif cmd == "frames":
             pipe.send(state["frames"])
+        elif cmd == "open-on":
+            pipe.send(await open_on(*args))
+        elif cmd == "counts":
+            pipe.send(dict(counts))
         elif cmd == "broadcast-frames":
             pipe.send(state["frames"])
         elif cmd == "close":

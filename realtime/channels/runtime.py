@@ -132,8 +132,9 @@ class ChannelRuntime:
     def _flush(self, touched: list[Subscriber]) -> None:
         """Write a dispatch's frames to every socket that got some: in bulk when many.
 
-        Only sockets whose writer is the direct one hand out bulk jobs (`take_direct`); the
-        others, TLS ones included, are woken to write through their own writer."""
+        Only sockets and SSE streams whose writer is a direct one hand out bulk jobs
+        (`take_direct`); the others, TLS ones included, are woken to write through their own
+        writer."""
         if len(touched) < PARALLEL_MIN:
             for sub in touched:
                 sub.wake()

@@ -13,8 +13,10 @@ position up to which it has every event of its channels: resuming from it is exa
 `subscribed` events carry no id: their cursors are per channel, and one of them can be ahead
 of what another channel has delivered yet.
 
-A stream is a subscriber of the hub like a socket, with the same bounded outbox: a slow reader
-is coalesced, then its stream ends (it reconnects and resumes).
+A stream is a subscriber of the hub like a socket, with the same bounded outbox and the same
+kind of writer (ssewire.py: chunks straight into uvicorn's transport on plain TCP, through
+ASGI `send` otherwise): a slow reader's transport buffer stays bounded, its outbox is
+coalesced, then its stream ends (it reconnects and resumes).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from msgspec import UNSET
 from realtime.access import Access
 from realtime.channels import metrics
 from realtime.channels.session import Session
+from realtime.channels.ssewire import PING_FRAME, writer_for
 from realtime.channels.subscriber import Subscriber
-from realtime.channels.writer import FrameWriter, Sent, transport_of
+from realtime.channels.writer import FrameWriter, transport_of
 from realtime.errors import (
     CLOSE_GOING_AWAY,
     Forbidden,
@@ -57,34 +60,8 @@ HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
            (b"cache-control", b"no-cache, no-transform"),
            # Proxies that buffer responses (nginx) would hold the events back.
            (b"x-accel-buffering", b"no")]
-PING = b": ping\n\n"
-_STREAMED = (b"availability:updated", b"conflict:detected")
-
-_CACHE_SIZE = 256
-# id(frame) -> (frame, event): the frames of one dispatch are the same objects for every
-# subscriber, so each is turned into an event once (see writer.framed for the same idea).
-_events: dict[int, tuple[bytes, bytes]] = {}
-
-
-def event_for(frame: bytes) -> bytes:
-    """The SSE event of a WebSocket frame; b"" for frames SSE does not carry (presence,
-    replies)."""
-    entry = _events.get(id(frame))
-    if entry is not None and entry[0] is frame:
-        return entry[1]
-    msg = orjson.loads(frame)
-    kind = str(msg.get("type", "")).encode()
-    if kind == b"subscribed":
-        data = b"event: subscribed\ndata: " + frame + b"\n\n"
-    elif kind in _STREAMED:
-        data = (b"event: " + kind + b"\nid: " + str(msg["cursor"]).encode() + b"\ndata: "
-                + frame + b"\n\n")
-    else:
-        data = b""
-    if len(_events) >= _CACHE_SIZE:
-        _events.clear()
-    _events[id(frame)] = (frame, data)
-    return data
+# Pings replace one another in a backlog: only the newest one matters.
+PING_KEY = ("ping",)
 
 
 class Host(Protocol):
@@ -151,32 +128,52 @@ async def _answer_error(send: Send, exc: RealtimeError) -> None:
 
 
 class SseStream:
-    """One reader's stream (the hub's Outlet: it never takes bulk writes)."""
+    """One reader's stream: the hub's subscriber and Outlet, written like a socket.
+
+    Its writer (ssewire.py, chosen once the headers are out) writes synchronously when the
+    hub flushes a dispatch, or hands the bytes to the runtime's bulk writes; a writer task
+    exists only while the stream owes what it could not write at once (or must end)."""
 
     def __init__(self, host: Host, scope: dict[str, Any], send: Send) -> None:
         self.host = host
         self.scope = scope
         self._send = send
-        self._wakeup = asyncio.Event()
         self._done = asyncio.Event()
-        self.sub = Subscriber(host.settings.ws_send_queue, self._wakeup.set, outlet=self)
-        # The same bounds as a socket's (writer.py): past them, the outbox coalesces and ends.
-        self._tuning = FrameWriter(transport_of(send))
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sub = Subscriber(host.settings.ws_send_queue, self._wake, outlet=self)
+        # Until the headers are out nothing is written (frames queued while joining wait);
+        # meanwhile a writer that only knows the transport, for abort.
+        self.writer: FrameWriter = FrameWriter(transport_of(send))
+        self._started = False
+        self._finished = False
+        self._end_sent = False
+        self._abort_scheduled = False
+        self._task: asyncio.Task[None] | None = None
 
     # -- what the runtime asks of every stream ------------------------------------------
 
     def take_direct(self) -> tuple[int, bytes] | None:
-        return None
+        """(fd, bytes) of the outbox, taken, if a thread may write them now: only with no
+        writer task at work and the stream open, and only with the direct writer."""
+        if (self._task is not None or not self._started or self._finished or self._end_sent
+                or self.sub.close_code is not None):
+            return None
+        return self.writer.take_bulk(self.sub)
 
     def write_rest(self, data: bytes) -> None:
-        raise RuntimeError("an SSE stream takes no bulk writes")
+        self.writer.write_rest(data)
 
     async def wait_closed(self) -> None:
         await self._done.wait()
 
     def abort(self) -> None:
-        self._tuning.abort()  # drop the connection, when the server's transport is known
+        """Drop the connection (when the server's transport is known) and stop writing."""
+        self.writer.abort()
         self.sub.close(self.sub.close_code or CLOSE_GOING_AWAY)
+        if self._task is not None:
+            self._task.cancel()
+        if not self._ended.done():
+            self._ended.set_result(None)
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -204,61 +201,76 @@ class SseStream:
         except (OSError, RuntimeError):
             host.session.hub.drop(self.sub)
             return
-        self._tuning.tune()
+        # Chosen now: direct chunks must follow the headers the server wrote.
+        self.writer = writer_for(self._send)
+        self.writer.tune()
+        self._started = True
         host.opened(self)
         metrics.CONNECTIONS.inc()
         disconnected = asyncio.ensure_future(_disconnect(receive))
         try:
-            await self._stream(disconnected)
-        except (OSError, RuntimeError):
-            pass  # the reader went away mid-write
+            self._wake()  # what was queued while joining: the `subscribed` events
+            while True:
+                done, _ = await asyncio.wait({disconnected, self._ended}, timeout=PING_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    break
+                # At least every PING_SECONDS, behind whatever the stream owes.
+                self.sub.send(PING_FRAME, PING_KEY)
         finally:
             disconnected.cancel()
+            self._finished = True
+            task = self._task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             host.session.hub.drop(self.sub)
             host.closed(self)
             metrics.CONNECTIONS.dec()
             self._done.set()
 
-    async def _stream(self, disconnected: asyncio.Future[None]) -> None:
+    def _wake(self) -> None:
         sub = self.sub
-        while not disconnected.done():
-            if not sub.frames and sub.close_code is None:
-                self._wakeup.clear()
-                waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wakeup.wait())
-                done, _ = await asyncio.wait({waiter, disconnected}, timeout=PING_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if disconnected in done:
-                    return
-                if not done and not await self._write(PING, disconnected):
-                    return
-                continue
-            batch = sub.take()
-            data = b"".join([event_for(frame) for frame in batch])
-            Sent.sse += len(batch)
-            if data and not await self._write(data, disconnected):
-                return
-            if sub.close_code is not None and not sub.frames:
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
+        if not self._started or self._finished or self._end_sent:
+            return
+        if sub.close_code is not None and not self._abort_scheduled:
+            # Its write may be stuck behind a full buffer: give the end a few seconds to get
+            # out, then drop the connection.
+            self._abort_scheduled = True
+            asyncio.get_running_loop().call_later(STUCK_WRITE_SECONDS, self._abort_if_stuck)
+        if self._task is not None:
+            return  # a writer is at work and looks at the outbox before it ends
+        if sub.close_code is None and self.writer.write_now(sub):
+            return
+        self._task = asyncio.create_task(self._write_loop())
 
-    async def _write(self, data: bytes, disconnected: asyncio.Future[None]) -> bool:
-        """One chunk; False when the stream is over. A reader that stops reading blocks the
-        write (the server's flow control): its outbox coalesces, then closes, and a write
-        still stuck `STUCK_WRITE_SECONDS` after that drops the connection."""
-        write: asyncio.Future[Any] = asyncio.ensure_future(self._send(
-            {"type": "http.response.body", "body": data, "more_body": True}))
-        while True:
-            timeout = STUCK_WRITE_SECONDS if self.sub.close_code is not None else 1.0
-            done, _ = await asyncio.wait({write, disconnected}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if write in done:
-                write.result()
-                return True
-            if disconnected in done or self.sub.close_code is not None:
-                write.cancel()
-                self.abort()
-                return False
+    def _abort_if_stuck(self) -> None:
+        if not self._finished:
+            self.abort()
+
+    async def _write_loop(self) -> None:
+        sub = self.sub
+        writer = self.writer
+        try:
+            while True:
+                if sub.frames:
+                    await writer.write_some(sub)
+                    continue
+                if sub.close_code is not None:
+                    self._end_sent = True
+                    # The last chunk through the server, which then knows the response is over.
+                    await self._send({"type": "http.response.body", "body": b"",
+                                      "more_body": False})
+                    if not self._ended.done():
+                        self._ended.set_result(None)
+                return
+        except (OSError, RuntimeError):
+            if not self._ended.done():  # the reader went away mid-write
+                self._ended.set_result(None)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
 
 
 async def _disconnect(receive: Receive) -> None:

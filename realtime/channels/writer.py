@@ -14,8 +14,11 @@
 - `AsgiWriter` sends one ASGI message per frame: always correct, slower. It serves TLS,
   compression, uvicorn's other WebSocket implementations and any other server.
 
-The connection only talks to `FrameWriter`; nothing outside this module knows uvicorn's
-internals.
+The connection only talks to `FrameWriter`; nothing outside this module knows the internals
+of uvicorn's WebSocket protocols. Server-Sent Events streams have writers of the same
+interface for uvicorn's HTTP protocol, with the same rules (plain TCP only, an ASGI fallback),
+in ssewire.py; the pieces both use (`server_protocol`, `plain_socket`, `tune`,
+`write_parallel`, `Sent`) are here.
 """
 
 from __future__ import annotations
@@ -58,13 +61,16 @@ class Sent:
     direct = 0
     bulk = 0
     asgi = 0
-    sse = 0  # frames taken by Server-Sent Events streams (sse.py)
+    # Frames taken by Server-Sent Events streams (ssewire.py), by writer likewise.
+    sse = 0
+    sse_direct = 0
+    sse_bulk = 0
     _exported = 0
 
     @classmethod
     def since_last(cls) -> int:
         """Frames sent since the last call (the runtime moves them into Prometheus)."""
-        total = cls.direct + cls.bulk + cls.asgi + cls.sse
+        total = cls.direct + cls.bulk + cls.asgi + cls.sse + cls.sse_direct + cls.sse_bulk
         new, cls._exported = total - cls._exported, total
         return new
 
@@ -254,7 +260,7 @@ _PLAIN_TRANSPORTS = frozenset({
 _STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 
-def _server_protocol(send: Any, depth: int = 0) -> Any:
+def server_protocol(send: Any, depth: int = 0) -> Any:
     """The server's protocol object whose `send` method is behind `send`, or None."""
     owner = getattr(send, "__self__", None)
     if owner is not None and hasattr(owner, "transport"):
@@ -263,7 +269,7 @@ def _server_protocol(send: Any, depth: int = 0) -> Any:
         return None
     for cell in getattr(send, "__closure__", None) or ():
         with contextlib.suppress(ValueError):  # an empty cell
-            found = _server_protocol(cell.cell_contents, depth + 1)
+            found = server_protocol(cell.cell_contents, depth + 1)
             if found is not None:
                 return found
     return None
@@ -305,16 +311,19 @@ def _not_direct(protocol: Any) -> str | None:
 _reported: set[str] = set()
 
 
-def _report(reason: str) -> None:
+def report(reason: str, what: str = "WebSocket frames",
+           packages: tuple[str, ...] = ("uvicorn", "websockets")) -> None:
+    """Logs once per reason that `what` go through ASGI send, why, and the installed versions
+    of the `packages` the direct writer depends on."""
     if reason not in _reported:
         _reported.add(reason)
-        log.info("WebSocket frames go through ASGI send (%s; %s)", reason, versions())
+        log.info("%s go through ASGI send (%s; %s)", what, reason, versions(packages))
 
 
-def versions() -> str:
-    """The installed versions the direct writer depends on, for messages."""
+def versions(packages: tuple[str, ...] = ("uvicorn", "websockets")) -> str:
+    """The installed versions a direct writer depends on, for messages."""
     found = []
-    for name in ("uvicorn", "websockets"):
+    for name in packages:
         try:
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:
@@ -324,18 +333,18 @@ def versions() -> str:
 
 def transport_of(send: Send) -> Any:
     """The transport behind an ASGI `send` (for buffer tuning and abort), or None."""
-    return getattr(_server_protocol(send), "transport", None)
+    return getattr(server_protocol(send), "transport", None)
 
 
 def writer_for(send: Send) -> FrameWriter:
     """The writer for a connection whose ASGI `send` is `send`, chosen once when it opens."""
-    protocol = _server_protocol(send)
+    protocol = server_protocol(send)
     reason = _not_direct(protocol)
     if reason is None:
         sock, reason = plain_socket(protocol.transport)
         if sock is not None:
             return DirectWriter(protocol, sock.fileno())
-    _report(reason)
+    report(reason)
     return AsgiWriter(send, getattr(protocol, "transport", None), reason)
 
 

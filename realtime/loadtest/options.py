@@ -24,10 +24,10 @@ class LoadTestError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Open N WebSocket subscribers across C channels of a local server, book at R per "
-        "second over HTTP, and check that every subscriber receives every change once and "
-        "in order. Exit status: 0 when nothing was lost, duplicated or out of order; 1 when "
-        "something was; 2 when the run could not be carried out."
+        "Open N WebSocket (or Server-Sent Events) subscribers across C channels of a local "
+        "server, book at R per second over HTTP, and check that every subscriber receives "
+        "every change once and in order. Exit status: 0 when nothing was lost, duplicated or "
+        "out of order; 1 when something was; 2 when the run could not be carried out."
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000",
                         help="base http:// URL of the server (loopback only); the socket URL "
@@ -81,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="socket protocol: this server's (default) or Socket.IO, for the "
                              "peer benchmark in bench/peers")
     parser.add_argument("--ws-path", default="/ws", help="socket path (default: %(default)s)")
+    parser.add_argument("--transport", choices=("websocket", "sse"), default="websocket",
+                        help="what each subscriber is: a WebSocket subscribed to its channel "
+                             "(default), or a Server-Sent Events stream of it (GET "
+                             "--sse-path?channel=..., resumed with Last-Event-ID)")
+    parser.add_argument("--sse-path", default="/sse",
+                        help="Server-Sent Events path (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--seed", type=int, default=None, help="random seed for slot choice")
 
@@ -117,6 +123,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise LoadTestError("--connect-concurrency must be 1..5000, --max-in-flight 1..1024")
     if args.reconnect_at is not None and not 0 <= args.reconnect_at < args.duration:
         raise LoadTestError("--reconnect-at must fall within the booking phase")
+    if args.transport == "sse" and args.protocol != "native":
+        raise LoadTestError("--transport sse speaks this server's protocol only (--protocol "
+                            "native)")
 
 
 def plan_processes(args: argparse.Namespace) -> int:

@@ -25,9 +25,9 @@ import orjson
 from realtime.httpclient import Client, HttpError, split_url
 
 from .options import LoadTestError, check_args, plan_processes, source_addresses, split_sockets
-from .report import Progress, format_report
+from .report import Progress, build_report, format_report
 from .scenario import read_state, setup
-from .stats import Counters, Histogram, merged
+from .stats import Histogram, merged
 from .worker import worker_main
 
 # How often the booker hands the workers what it booked.
@@ -68,14 +68,16 @@ class Coordinator:
                       max_seconds: float) -> None:
         ctx = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
-        path = self.base + self.args.ws_path
+        sse = self.args.transport == "sse"
+        path = self.base + (self.args.sse_path if sse else self.args.ws_path)
         if self.args.token:
             path += f"?token={self.args.token}"
         for i, channels in enumerate(plan):
             parent, child = ctx.Pipe(duplex=True)
             spec = {
                 "index": i, "host": self.host, "port": self.port, "path": path,
-                "dialect": self.args.protocol, "channels": channels,
+                "dialect": self.args.protocol, "transport": self.args.transport,
+                "channels": channels,
                 "source_address": addrs[i], "connect_timeout": self.args.connect_timeout,
                 "connect_concurrency": self.args.connect_concurrency,
                 "max_seconds": max_seconds,
@@ -288,110 +290,8 @@ class Coordinator:
         await self.wait_for(self.reports, args.drain_timeout + 30, "draining")
         self.progress.done()
         self.stop_workers()
-        return self.report(info, plan, procs, ramp, booking_seconds, t_final - t_book, expected)
-
-    def report(self, info: dict[str, Any], plan: list[list[tuple[str, int]]], procs: int,
-               ramp: float, booking_seconds: float, until_final: float,
-               expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        args = self.args
-        reps = [self.reports[i] for i in sorted(self.reports) if not self.reports[i].get("died")]
-        died = len(self.reports) - len(reps)
-        counters = Counters()
-        for r in reps:
-            counters.merge(Counters.from_dict(r["counters"]))
-        latency = merged(Histogram.from_dict(r["latency"]) for r in reps)
-        connect = merged(Histogram.from_dict(self.connected[i]["connect"]) for i in self.connected)
-        reconnect = merged(Histogram.from_dict(r["reconnect"]) for r in reps)
-        final = {"lost": 0, "behind": 0, "mismatched": 0, "conflicts_missed": 0}
-        for r in reps:
-            for k in final:
-                final[k] += int((r.get("final") or {}).get(k, 0))
-        drain = max((float(r.get("drain_seconds") or 0.0) for r in reps), default=0.0)
-        window = until_final + drain
-        errors: dict[str, int] = {}
-        for r in reps:
-            for k, v in r.get("errors", {}).items():
-                errors[k] = errors.get(k, 0) + v
-        per_channel = {ch: 0 for ch in info["services"]}
-        for share in plan:
-            for ch, n in share:
-                per_channel[ch] += n
-        connected_at_start = sum(int(self.connected[i].get("connected", 0)) for i in self.connected)
-        before = sum(int(r.get("before_response", 0)) for r in reps)
-        ok = (
-            final["lost"] == 0 and final["mismatched"] == 0 and counters.duplicated == 0
-            and counters.out_of_order == 0 and died == 0
-        )
-        out: dict[str, Any] = {
-            "ok": ok,
-            "server": args.url,
-            "protocol": args.protocol,
-            "workload": {
-                "sockets": args.sockets, "channels": len(info["services"]),
-                "slots": sum(len(v) for v in info["slots"].values()),
-                "rate": args.rate, "duration": args.duration, "hot_slot": args.hot_slot,
-                "processes": procs, "reconnect_at": args.reconnect_at,
-            },
-            "connect": {
-                "connected": connected_at_start,
-                "failed": args.sockets - connected_at_start,
-                "ramp_seconds": round(ramp, 3),
-                "latency": connect.summary(),
-            },
-            "bookings": {
-                "attempted": self.attempted,
-                "sent": self.attempted - self.skipped,
-                "succeeded": self.booked,
-                "conflicts": self.conflicts,
-                "skipped_in_flight_limit": self.skipped,
-                "errors": self.book_errors,
-                "seconds": round(booking_seconds, 3),
-                "achieved_rate": round(self.booked / booking_seconds, 1) if booking_seconds else 0,
-                "http_latency": self.http.summary(),
-            },
-            "delivery": {
-                "latency_measured_from": "booking request sent (upper bound of commit to receipt)",
-                "latency": latency.summary(),
-                "delivered": counters.delivered,
-                "events_per_second": round(counters.delivered / window, 1) if window > 0 else 0,
-                "delivered_before_http_response": round(before / latency.count, 4)
-                if latency.count else 0.0,
-                "lost": final["lost"],
-                "subscriber_slots_behind": final["behind"],
-                "state_mismatched": final["mismatched"],
-                "duplicated": counters.duplicated,
-                "out_of_order": counters.out_of_order,
-                "gaps_coalesced": counters.gaps,
-                "skipped_versions": counters.skipped_versions,
-                "conflicts_seen": counters.conflicts_seen,
-                "conflicts_missed": final["conflicts_missed"],
-                "error_frames": counters.error_frames,
-                "unexpected_closes": counters.unexpected_closes,
-                "connect_errors": counters.connect_errors,
-                "unmatched_latency": counters.unmatched_latency,
-                "drain_seconds": round(drain, 3),
-            },
-            "reconnect": None if args.reconnect_at is None else {
-                "storm_seconds": max((float(r.get("storm_seconds") or 0) for r in reps),
-                                     default=0.0),
-                "resumed_from_cursor": counters.resumed_from_cursor,
-                "resynced_by_snapshot": counters.resynced_by_snapshot,
-                "latency": reconnect.summary(),
-            },
-            "workers": [
-                {"index": r["index"], "cpu_seconds": round(r["cpu_seconds"], 2),
-                 "max_rss_mib": round(r["max_rss_kib"] / 1024, 1),
-                 "delivered": r["counters"]["delivered"]}
-                for r in reps
-            ],
-            "workers_died": died,
-            "errors": errors,
-            "histograms": {
-                "latency": latency.to_dict(), "connect": connect.to_dict(),
-                "reconnect": reconnect.to_dict(), "http": self.http.to_dict(),
-            },
-        }
-        return out
+        return build_report(self, info, plan, procs, ramp, booking_seconds, t_final - t_book,
+                            expected)
 
 
 def _loop_factory() -> Any:

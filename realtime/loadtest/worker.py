@@ -22,28 +22,10 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .stats import Counters, Delivery, Histogram, classify, compare_final
-from .wsclient import (
-    CONFLICT,
-    CONTROL,
-    DIALECTS,
-    ERROR,
-    SUBSCRIBED,
-    UPDATE,
-    Dialect,
-    Parsed,
-    Subscriber,
-    parse_message,
-)
-
-# Frames identical across subscribers parse once; the bound keeps memory flat on long runs.
-_CACHE_MAX = 4096
-# Receive times waiting for their booking's send time; past this, samples are dropped and
-# counted as `unmatched_latency` rather than growing memory without bound.
-_PENDING_MAX = 2_000_000
-_PENDING_AGE = 30.0
-_REFS_AGE = 120.0
-_MAX_ERROR_KINDS = 20
+from .checks import Checker
+from .sseclient import SseSubscriber
+from .stats import Delivery, Histogram, compare_final
+from .wsclient import DIALECTS, Subscriber
 
 
 def _raise_fd_limit() -> None:
@@ -53,164 +35,29 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class Worker:
+class Worker(Checker):
     def __init__(self, conn: Connection, spec: Mapping[str, Any]) -> None:
+        super().__init__(DIALECTS[spec["dialect"]]())
         self.conn = conn
         self.spec = spec
         self.host: str = spec["host"]
         self.port: int = spec["port"]
         self.path: str = spec["path"]
-        self.dialect: Dialect = DIALECTS[spec["dialect"]]()
+        # "websocket" or "sse": what each subscriber is (the checks are the same).
+        self.transport: str = spec.get("transport", "websocket")
         source = spec.get("source_address")
         self.local_addr: tuple[str, int] | None = (source, 0) if source else None
         self.connect_timeout: float = spec.get("connect_timeout", 15.0)
         self.sem = asyncio.Semaphore(spec.get("connect_concurrency", 200))
-        self.subs: list[Subscriber] = []
-        self.counters = Counters()
-        self.latency = Histogram()
+        self.subs: list[Subscriber | SseSubscriber] = []
         self.connect = Histogram()
         self.reconnect = Histogram()
-        self.before_response = 0
-        self.cache: dict[bytes, Parsed] = {}
-        self.refs: dict[tuple[str, int], tuple[float, float]] = {}
-        self.pending: dict[tuple[str, int], list[float]] = {}
-        self.pending_count = 0
-        self.errors: dict[str, int] = {}
         self.done = asyncio.Event()
         self.storm_seconds: float | None = None
         self.final: dict[str, int] | None = None
         self.started = time.monotonic()
 
-    # -- bookkeeping ----------------------------------------------------------------------
-
-    def error(self, text: str) -> None:
-        if text in self.errors or len(self.errors) < _MAX_ERROR_KINDS:
-            self.errors[text] = self.errors.get(text, 0) + 1
-        else:
-            self.errors["(other errors)"] = self.errors.get("(other errors)", 0) + 1
-
-    def _sample(self, key: tuple[str, int], now: float) -> None:
-        ref = self.refs.get(key)
-        if ref is not None:
-            self.latency.add(now - ref[0])
-            if now < ref[1]:
-                self.before_response += 1
-            return
-        if self.pending_count >= _PENDING_MAX:
-            self.counters.unmatched_latency += 1
-            return
-        samples = self.pending.get(key)
-        if samples is None:
-            self.pending[key] = [now]
-        else:
-            samples.append(now)
-        self.pending_count += 1
-
-    def _on_refs(self, batch: list[tuple[str, int, float, float]]) -> None:
-        for slot_id, version, sent, answered in batch:
-            key = (slot_id, version)
-            self.refs[key] = (sent, answered)
-            samples = self.pending.pop(key, None)
-            if samples:
-                self.pending_count -= len(samples)
-                for t in samples:
-                    self.latency.add(t - sent)
-                    if t < answered:
-                        self.before_response += 1
-
-    def _prune(self) -> None:
-        # Both dicts are in insertion order, which is time order: stop at the first young key.
-        now = time.monotonic()
-        old: list[tuple[str, int]] = []
-        for k, (sent, _) in self.refs.items():
-            if now - sent <= _REFS_AGE:
-                break
-            old.append(k)
-        for k in old:
-            del self.refs[k]
-        stale: list[tuple[str, int]] = []
-        for k, samples in self.pending.items():
-            if now - samples[0] <= _PENDING_AGE:
-                break
-            stale.append(k)
-        for k in stale:
-            n = len(self.pending.pop(k))
-            self.pending_count -= n
-            self.counters.unmatched_latency += n
-
-    # -- frames ---------------------------------------------------------------------------
-
-    def on_message(self, sub: Subscriber, payload: bytes) -> None:
-        parsed = self.cache.get(payload)
-        if parsed is None:
-            try:
-                parsed, cacheable = self.dialect.parse(sub, payload)
-            except Exception as exc:  # a frame we cannot read is an error to report, not a crash
-                self.counters.error_frames += 1
-                self.error(f"unreadable frame: {exc!r}"[:200])
-                return
-            if cacheable:
-                if len(self.cache) >= _CACHE_MAX:
-                    self.cache.clear()
-                self.cache[payload] = parsed
-        kind = parsed[0]
-        if kind == UPDATE:
-            if classify(sub.delivery, parsed[1], parsed[2], parsed[3], self.counters):
-                self._sample((parsed[1], parsed[2]), time.monotonic())
-            if parsed[4] is not None:
-                sub.cursor = parsed[4]
-        elif kind == CONFLICT:
-            self.counters.conflicts_seen += 1
-            sub.conflicts += 1
-            if parsed[4] is not None:
-                sub.cursor = parsed[4]
-        elif kind == SUBSCRIBED:
-            self._on_subscribed(sub, parsed[5])
-        elif kind == ERROR:
-            self.counters.error_frames += 1
-            err = parsed[5] if isinstance(parsed[5], dict) else {}
-            text = f"error frame {err.get('code')}: {err.get('message')}"
-            self.error(text[:200])
-            if not sub.subscribed.done():
-                sub.subscribed.set_exception(ConnectionError(text))
-        elif kind != CONTROL:
-            self.counters.other_frames += 1
-
-    def _on_subscribed(self, sub: Subscriber, msg: dict[str, Any]) -> None:
-        delivery: Delivery = sub.delivery
-        snapshot = msg.get("snapshot")
-        if sub.cursor is not None or delivery.versions:
-            # A resubscribe (after a reconnect): did the server resume or resend the state?
-            if isinstance(snapshot, dict):
-                self.counters.resynced_by_snapshot += 1
-            else:
-                self.counters.resumed_from_cursor += 1
-        if isinstance(snapshot, dict):
-            for s in snapshot.get("slots", []):
-                slot_id = str(s["id"])
-                version = int(s["version"])
-                seen = delivery.versions.get(slot_id)
-                if seen is not None and version < seen:
-                    # A snapshot older than what this socket already saw: a stale state.
-                    self.counters.out_of_order += 1
-                    continue
-                delivery.versions[slot_id] = version
-                delivery.states[slot_id] = (int(s["booked"]), int(s["held"]), int(s["available"]))
-        now = time.monotonic()
-        for event in msg.get("events") or []:
-            p = parse_message(event)
-            if p[0] == UPDATE:
-                if classify(delivery, p[1], p[2], p[3], self.counters):
-                    self._sample((p[1], p[2]), now)
-            elif p[0] == CONFLICT:
-                self.counters.conflicts_seen += 1
-                sub.conflicts += 1
-        if msg.get("cursor") is not None:
-            sub.cursor = msg["cursor"]
-        if not sub.subscribed.done():
-            sub.subscribed.set_result(None)
-
-    def on_lost(self, sub: Subscriber, exc: Exception | None) -> None:
+    def on_lost(self, sub: Any, exc: Exception | None) -> None:
         if sub.closing or not sub.subscribed.done() or sub.subscribed.exception() is not None:
             return
         self.counters.unexpected_closes += 1
@@ -219,17 +66,24 @@ class Worker:
     # -- connections ------------------------------------------------------------------------
 
     async def open(self, channel: str, delivery: Delivery, cursor: str | None,
-                   conflicts: int = 0) -> Subscriber | None:
+                   conflicts: int = 0) -> Subscriber | SseSubscriber | None:
         async with self.sem:
             loop = asyncio.get_running_loop()
-            sub = Subscriber(
-                channel=channel,
-                host=f"{self.host}:{self.port}",
-                path=self.path,
-                dialect=self.dialect,
-                on_message=self.on_message,
-                on_lost=self.on_lost,
-            )
+            sub: Subscriber | SseSubscriber
+            if self.transport == "sse":
+                # A stream that resumes sends its cursor as Last-Event-ID.
+                sub = SseSubscriber(channel=channel, host=f"{self.host}:{self.port}",
+                                    path=self.path, on_message=self.on_message,
+                                    on_lost=self.on_lost)
+            else:
+                sub = Subscriber(
+                    channel=channel,
+                    host=f"{self.host}:{self.port}",
+                    path=self.path,
+                    dialect=self.dialect,
+                    on_message=self.on_message,
+                    on_lost=self.on_lost,
+                )
             sub.delivery = delivery
             sub.cursor = cursor
             sub.conflicts = conflicts  # a reconnect carries the count over
@@ -277,7 +131,7 @@ class Worker:
         for s in old:
             s.abort()
 
-        async def again(s: Subscriber) -> Subscriber:
+        async def again(s: Subscriber | SseSubscriber) -> Subscriber | SseSubscriber:
             start = time.monotonic()
             new = await self.open(s.channel, s.delivery, s.cursor, s.conflicts)
             if new is None:
@@ -305,7 +159,7 @@ class Worker:
         }
         deadline = time.monotonic() + drain
 
-        def is_behind(s: Subscriber) -> bool:
+        def is_behind(s: Subscriber | SseSubscriber) -> bool:
             versions = s.delivery.versions
             return any(versions.get(k, -1) < v for k, (v, _) in exp.get(s.channel, {}).items())
 

@@ -9,6 +9,8 @@ import jwt
 import orjson
 import pytest
 
+from realtime.channels.ssewire import ChunkWriter
+from realtime.channels.writer import TRANSPORT_HIGH_WATER, WRITE_CHUNK
 from tests.channels.conftest import Live, World, client, seed, start_live, stop_live
 from tests.channels.sse_client import sse
 from tests.channels.streams import book_stream
@@ -103,9 +105,9 @@ async def test_bad_requests_get_the_apis_errors(database_url: str, world: World)
 
 
 async def test_a_reader_that_stops_reading_is_coalesced_then_ended(database_url: str) -> None:
-    """A stream whose reader does not read falls behind; its outbox coalesces (to a frame per
-    slot), then, owing more slots than its bound, the stream ends; other readers keep getting
-    everything."""
+    """A stream whose reader does not read falls behind: past a bounded transport buffer its
+    outbox coalesces (to a frame per slot), then, owing more slots than its bound, the stream
+    ends; other readers keep getting everything."""
     world = await seed(database_url, services=1, slots=40)
     live = await start_live(database_url, ws_send_queue=4)
     slots = [s["id"] for s in world.all_slots()]
@@ -113,12 +115,29 @@ async def test_a_reader_that_stops_reading_is_coalesced_then_ended(database_url:
         async with sse(live.port, f"channel=vendor:{world.vendor}", rcvbuf=2048) as slow, \
                 sse(live.port, f"channel=vendor:{world.vendor}") as fast:
             await fast.next()
-            for _ in range(100):
-                await book_stream(world.booking, slots, 40)
-                if any(c.sub.close_code == 1013 for c in live.runtime.connections):
-                    break
-            else:
-                pytest.fail("the slow reader was never closed")
+            local = slow.writer.get_extra_info("sockname")
+            (stream,) = [c for c in live.runtime.connections
+                         if c.writer.transport.get_extra_info("peername") == local]
+            assert isinstance(stream.writer, ChunkWriter)  # written past ASGI, and bounded
+            buffered = [0]
+
+            async def sample() -> None:
+                while True:
+                    buffered.append(stream.writer.transport.get_write_buffer_size())
+                    await asyncio.sleep(0.005)
+
+            sampler = asyncio.ensure_future(sample())
+            try:
+                for _ in range(100):
+                    await book_stream(world.booking, slots, 40)
+                    if any(c.sub.close_code == 1013 for c in live.runtime.connections):
+                        break
+                else:
+                    pytest.fail("the slow reader was never closed")
+            finally:
+                sampler.cancel()
+            # The transport's high-water mark plus one write of WRITE_CHUNK events at most.
+            assert 0 < max(buffered) <= TRANSPORT_HIGH_WATER + WRITE_CHUNK * 1024, max(buffered)
             assert await slow.ended(within=10)
             for _ in range(100):  # its write was stuck: it is dropped a couple of seconds later
                 if live.runtime.hub.subscribers(f"vendor:{world.vendor}") == 1:

@@ -18,6 +18,7 @@ from tests.replicas.helpers import (
     assert_versions,
     availability,
     fallbacks,
+    number,
     pos_of,
     reads_of,
     served,
@@ -80,6 +81,8 @@ async def test_a_lagging_standby_never_hands_out_an_older_state(
     service = world.services[0]
     channel = f"service:{service}"
     slot_ids = [s["id"] for s in world.slots[service]]
+    await number(world)  # the seeded slots on the standby before the first snapshot there
+    await caught_up(db)
     fresh = await start_live(db.primary)
     lagging = await start_live(db.primary, database_read_url=db.standby)
     try:

@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from realtime.db.connect import KEEPALIVES
+from realtime.db.errors import NOT_SENT
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
 from realtime.eventlog.events import Event, fetch_after, fetch_after_with_state, fetch_between
@@ -101,6 +102,9 @@ class Listener:
         self.last_pos = 0
         self.not_ready: str | None = "the listener has not connected yet"
         self.connects = 0
+        # PostgreSQL itself said it is down (refused the connection, or is starting or shutting
+        # down), rather than the network going silent: every process is as blind as this one.
+        self.database_down = False
         self.sequencer_calls = 0
 
     async def start(self) -> None:
@@ -180,6 +184,7 @@ class Listener:
                 await conn.add_listener("rt_events", self._events_published)
                 self._conn = conn
                 self.not_ready = None
+                self.database_down = False
                 metrics.LISTENER_CONNECTED.set(1)
                 if self.connects:
                     metrics.LISTENER_RECONNECTS.inc()
@@ -197,6 +202,7 @@ class Listener:
                 self.not_ready = "the listener lost its database connection"
             except DB_ERRORS as exc:
                 self.not_ready = f"the listener cannot reach the database ({type(exc).__name__})"
+                self.database_down = isinstance(exc, NOT_SENT)
                 log.warning("listener connection: %s: %s", type(exc).__name__, exc)
             finally:
                 metrics.LISTENER_CONNECTED.set(0)

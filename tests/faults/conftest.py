@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from realtime.httpclient import get
 from tests.faults.processes import Cluster, missing
+from tests.faults.workload import TOTALS
 from tests.support.databases import create_database, drop_database
 
 IN_CI = os.environ.get("CI") == "true"
@@ -60,10 +60,9 @@ def realtime_check(dsn: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, env={**os.environ, "DATABASE_URL": dsn})
 
 
-async def coalesced(url: str) -> bool:
-    """Whether the server coalesced any reader's backlog (then version gaps are allowed)."""
-    text = (await get(url + "/metrics")).body.decode()
-    for line in text.splitlines():
-        if line.startswith("realtime_ws_frames_coalesced_total"):
-            return float(line.split()[-1]) > 0
-    return False
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TOTALS["runs"]:
+        terminalreporter.write_line(
+            f"fault runs: {TOTALS['runs']}, {TOTALS['operations']} client operations and "
+            f"{TOTALS['frames']} subscriber frames checked")

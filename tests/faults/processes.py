@@ -14,14 +14,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tests.replicas.cluster import PG_BIN, Node, _run, missing
-from tests.support.server import free_port
+from tests.support.server import free_port, redis_answers
 
 __all__ = ["Cluster", "Redis", "missing"]
 
@@ -66,15 +65,6 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 class Redis:
     """A redis-server of the test's own on a free port, killed and started again on it."""
 
@@ -95,7 +85,7 @@ class Redis:
              "--appendonly", "no", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not _answers(self.port):
+        while not redis_answers(self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.05)

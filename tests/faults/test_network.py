@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 
 from realtime.httpclient import get
-from tests.faults.conftest import coalesced, realtime_check
-from tests.faults.history import History, Op, check
+from tests.faults.conftest import realtime_check
+from tests.faults.history import History, Op
 from tests.faults.processes import Cluster
-from tests.faults.workload import ops_between, running, seed
+from tests.faults.workload import ops_between, under_load
 from tests.support.proxy import TcpProxy
 from tests.support.server import ServerProcess
 
@@ -49,34 +49,29 @@ def figures(history: History, start: float, end: float) -> dict[str, float]:
 
 async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: TcpProxy,
                                        tmp_path):
-    """50 ms each way, then dropped connections: every answer comes, none is a 500, the
+    """50 ms each way, then its connections dropped every second: every answer comes, none is a 500, the
     history holds no anomaly; the cost of the delay is printed (docs/faults.md)."""
     # Started and stopped off the loop: the relay runs in it.
     server = ServerProcess(through(relay, fault_db), log_dir=tmp_path)
     await asyncio.to_thread(server.start)
-    history = History()
-    phases: dict[str, dict[str, float]] = {}
     try:
-        world = await seed(server.url)
-        async with running(history, server.url, world) as load:
+        async with under_load(server.url, fault_db) as load:
             t0 = time.monotonic()
             await asyncio.sleep(3)
             t1 = time.monotonic()
             relay.delay = 0.05
             await asyncio.sleep(3)
             t2 = time.monotonic()
-            for _ in range(4):
+            for _ in range(3):
                 await relay.drop()
-                await asyncio.sleep(0.6)
+                await asyncio.sleep(1)
             t3 = time.monotonic()
             relay.delay = 0
             await asyncio.sleep(1)
-            await load.stop_booking()
-            converge, db = await load.converged(fault_db)
-            gaps = await coalesced(server.url)
     finally:
         relay.delay = 0
         await asyncio.to_thread(server.stop)
+    history = load.history
     phases = {"direct": figures(history, t0, t1), "50 ms each way": figures(history, t1, t2),
               "50 ms + drops": figures(history, t2, t3)}
     bad = [(op.status, op.code) for op in history.ops
@@ -84,13 +79,14 @@ async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: T
     assert not bad, bad[:10]
     assert all(p["ok"] > 0 for p in phases.values()), phases
     assert phases["50 ms each way"]["p50_ms"] > 100, phases  # the delay is really there
-    assert check(history, db, gaps) == [], history.summary()
+    assert load.check() == [], history.summary()
     assert realtime_check(fault_db).returncode == 0
     print("\nphase            bookings/s  201s   p50 ms   p99 ms")
     for name, p in phases.items():
         print(f"{name:<16} {p['per_s']:>10.0f} {p['ok']:>5.0f} {p['p50_ms']:>8.1f} "
               f"{p['p99_ms']:>8.1f}")
-    print(f"subscribers converged {converge:.2f}s after the load; {history.summary()}")
+    print(f"subscribers converged {load.converge:.2f}s after the last booking; "
+          f"{history.summary()}")
 
 
 def resolved(history: History, op: Op) -> bool:
@@ -110,10 +106,8 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
     # Started and stopped off the loop: the relay runs in it.
     server = ServerProcess(through(relay, fault_db), log_dir=tmp_path)
     await asyncio.to_thread(server.start)
-    history = History()
     try:
-        world = await seed(server.url)
-        async with running(history, server.url, world) as load:
+        async with under_load(server.url, fault_db) as load:
             await asyncio.sleep(1.5)
             relay.blackhole()
             silent = time.monotonic()
@@ -123,12 +117,10 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
             relay.heal()
             healed = time.monotonic()
             await asyncio.sleep(3)
-            await load.stop_booking()
-            converge, db = await load.converged(fault_db)
-            gaps = await coalesced(server.url)
     finally:
         relay.heal()
         await asyncio.to_thread(server.stop)
+    history = load.history
     during = ops_between(history, silent, healed - SILENT_BOUND)
     assert during, history.summary()
     slow = [(op.status, op.code, op.latency) for op in during
@@ -139,9 +131,9 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
     assert unknown, "no booking was caught in flight by the blackhole"
     assert all(resolved(history, op) for op in unknown)
     assert ready.status == 503, ready
-    assert check(history, db, gaps) == [], history.summary()
+    assert load.check() == [], history.summary()
     assert realtime_check(fault_db).returncode == 0
     print(f"\nblackhole {healed - silent:.1f}s: {len(during)} bookings answered 503 within "
           f"{max(op.latency for op in during):.2f}s, {len(unknown)} with outcome unknown, "
-          f"all resolved by their retry; subscribers converged {converge:.2f}s after the "
-          f"load; {history.summary()}")
+          f"all resolved by their retry; subscribers converged {load.converge:.2f}s after the "
+          f"last booking; {history.summary()}")

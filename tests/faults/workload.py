@@ -14,6 +14,7 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,11 +23,21 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from realtime.httpclient import Connection, HttpError
-from tests.faults.history import Database, History, Op, SubscriberLog, read_database
+from realtime.httpclient import Connection, HttpError, get
+from tests.faults.history import (
+    Anomaly,
+    Database,
+    History,
+    Op,
+    SubscriberLog,
+    check,
+    read_database,
+)
 
 # A client's wait after an answer that says the database is away: it does not hammer it.
 BACKOFF = 0.05
+# Operations and frames of every run of the session (printed at the end of the run).
+TOTALS = {"operations": 0, "frames": 0, "runs": 0}
 
 
 @dataclass
@@ -97,6 +108,9 @@ class Workload:
         self.running = True
         self.booking = True
         self._tasks: list[asyncio.Task[None]] = []
+        self.converge = 0.0
+        self.db: Database | None = None
+        self.coalesced = False
 
     @property
     def ws_url(self) -> str:
@@ -236,6 +250,11 @@ class Workload:
             db = await read_database(dsn)
         return time.monotonic() - start, db
 
+    def check(self) -> list[Anomaly]:
+        """The history's anomalies against the database as it was at convergence."""
+        assert self.db is not None, "the run did not end normally"
+        return check(self.history, self.db, self.coalesced)
+
 
 def _shows(log: SubscriberLog, db: Database) -> bool:
     view = log.view()
@@ -251,9 +270,29 @@ def ops_between(history: History, start: float, end: float, kinds: tuple[str, ..
 
 
 @contextlib.asynccontextmanager
-async def running(history: History, url: str, world: World, **options: Any):  # type: ignore[no-untyped-def]
-    load = await Workload(history, url, world, **options).start()
+async def under_load(url: str, dsn: str, **options: Any) -> AsyncIterator[Workload]:
+    """A world seeded through the server at `url` and a workload on it for the block; after a
+    block that ended normally the clients finish what they owe, and `converge`, `db` and
+    `coalesced` are set: seconds until every subscriber showed the database, the database
+    then, and whether the server coalesced any backlog (version gaps are then allowed)."""
+    world = await seed(url)
+    load = await Workload(History(), url, world, **options).start()
     try:
         yield load
+        await load.stop_booking()
+        load.converge, load.db = await load.converged(dsn)
+        load.coalesced = await coalesced(url)
     finally:
         await load.close()
+        TOTALS["runs"] += 1
+        TOTALS["operations"] += len(load.history.ops)
+        TOTALS["frames"] += sum(len(s.frames) for s in load.history.subscribers)
+
+
+async def coalesced(url: str) -> bool:
+    """Whether the server coalesced any reader's backlog (then version gaps are allowed)."""
+    text = (await get(url + "/metrics")).body.decode()
+    for line in text.splitlines():
+        if line.startswith("realtime_ws_frames_coalesced_total"):
+            return float(line.split()[-1]) > 0
+    return False

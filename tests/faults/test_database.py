@@ -65,7 +65,7 @@ async def test_database_stopped_for_ten_seconds(cluster: Cluster, fault_db: str,
             await asyncio.to_thread(cluster.start)
             recovered = await first_success_after(load.history, back)
             ready_again = await ready_after(server.url, back)
-            await asyncio.sleep(1)
+            await asyncio.sleep(0.5)
         converged = time.monotonic() - back
     finally:
         server.stop()
@@ -91,13 +91,13 @@ async def test_database_crash_and_recovery(cluster: Cluster, fault_db: str, tmp_
     server = ServerProcess(fault_db, log_dir=tmp_path).start()
     try:
         async with under_load(server.url, fault_db) as load:
-            await asyncio.sleep(2)
+            await asyncio.sleep(1.5)
             await asyncio.to_thread(cluster.stop, "immediate")
             down = time.monotonic()
             await asyncio.to_thread(cluster.start)
             back = time.monotonic()
             recovered = await first_success_after(load.history, back)
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1)
         converged = time.monotonic() - back
     finally:
         server.stop()

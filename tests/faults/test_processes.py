@@ -24,12 +24,12 @@ async def test_server_killed_mid_burst(fault_db: str, tmp_path):
     server = ServerProcess(fault_db, log_dir=tmp_path).start()
     try:
         async with under_load(server.url, fault_db, clients=10) as load:
-            await asyncio.sleep(2)
+            await asyncio.sleep(1.5)
             killed = time.monotonic()
             server.stop(signal.SIGKILL)
             await asyncio.to_thread(server.start)
             back = time.monotonic()
-            await asyncio.sleep(2)
+            await asyncio.sleep(1.5)
     finally:
         server.stop()
     history = load.history
@@ -55,14 +55,14 @@ async def test_redis_killed_and_restarted(fault_db: str, tmp_path):
     server = ServerProcess(fault_db, log_dir=tmp_path, env={"REDIS_URL": redis.url}).start()
     try:
         async with under_load(server.url, fault_db) as load:
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1)
             redis.kill()
             down = time.monotonic()
             await asyncio.sleep(1.5)
             during = await get(server.url + "/readyz")
             redis.start()
             back = time.monotonic()
-            await asyncio.sleep(2)
+            await asyncio.sleep(1.5)
             after = await get(server.url + "/readyz")
     finally:
         server.stop()

@@ -73,7 +73,7 @@ async def test_database_stopped_for_ten_seconds(cluster: Cluster, fault_db: str,
     assert len(during) > 20, load.history.summary()
     assert not not_a_quick_503(during), not_a_quick_503(during)[:10]
     # Refused connections prove nothing was sent: those 503s say nothing changed.
-    refused = ops_between(load.history, down + 0.5, back)
+    refused = ops_between(load.history, down + 1, back)
     assert refused and not any(op.outcome_unknown for op in refused)
     assert ready.status == 503 and "database" in ready.json()["error"]["down"], ready
     assert all(not s.drops for s in load.subscribers), [s.drops for s in load.subscribers]

@@ -250,6 +250,22 @@ class Workload:
             db = await read_database(dsn)
         return time.monotonic() - start, db
 
+    async def caught_up(self, dsn: str, since: float, within: float = 5.0) -> float:
+        """Seconds from `since` until every subscriber shows each slot at least at the version
+        the database has now (the load may go on meanwhile); AssertionError past `within`."""
+        versions = {sid: slot["version"] for sid, slot in (await read_database(dsn)).slots.items()}
+
+        def current(log: SubscriberLog) -> bool:
+            view = log.view()
+            return all(sid in view and view[sid]["version"] >= versions[sid] for sid in log.expects)
+
+        while not all(current(s.log) for s in self.subscribers):
+            assert time.monotonic() - since < within, \
+                f"subscribers not caught up within {within}s: " \
+                f"{[s.log.name for s in self.subscribers if not current(s.log)]}"
+            await asyncio.sleep(0.02)
+        return time.monotonic() - since
+
     def check(self) -> list[Anomaly]:
         """The history's anomalies against the database as it was at convergence."""
         assert self.db is not None, "the run did not end normally"

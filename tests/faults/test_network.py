@@ -74,8 +74,10 @@ async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: T
     history = load.history
     phases = {"direct": figures(history, t0, t1), "50 ms each way": figures(history, t1, t2),
               "50 ms + drops": figures(history, t2, t3)}
-    bad = [(op.status, op.code) for op in history.ops
-           if op.status is None or (op.status >= 500 and op.code != "DATABASE_UNAVAILABLE")]
+    # (A WebSocket booking may end unanswered: a server blind for 2 s closes its sockets.)
+    bad = [(op.request["door"], op.status, op.code) for op in history.ops
+           if (op.status is None and op.request["door"] == "http")
+           or (op.status is not None and op.status >= 500 and op.code != "DATABASE_UNAVAILABLE")]
     assert not bad, bad[:10]
     assert all(p["ok"] > 0 for p in phases.values()), phases
     assert phases["50 ms each way"]["p50_ms"] > 100, phases  # the delay is really there
@@ -87,6 +89,17 @@ async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: T
               f"{p['p99_ms']:>8.1f}")
     print(f"subscribers converged {load.converge:.2f}s after the last booking; "
           f"{history.summary()}")
+
+
+def answered_in_the_hole(op: Op) -> bool:
+    """503 DATABASE_UNAVAILABLE within the bound; or, for a WebSocket booking, its socket
+    closed unanswered within it (a blind server closes its sockets with 1013 2 s after it
+    lost the log, which may come before the booking's deadline)."""
+    if op.latency is None or op.latency > SILENT_BOUND + 0.5:
+        return False
+    if op.request["door"] == "ws" and op.status is None:
+        return True
+    return op.status == 503 and op.code == "DATABASE_UNAVAILABLE"
 
 
 def resolved(history: History, op: Op) -> bool:
@@ -128,9 +141,8 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
     during = [op for op in history.ops if op.completed is not None
               and op.completed > silent + 1 and op.invoked < healed - SILENT_BOUND]
     assert during, history.summary()
-    slow = [(op.status, op.code, op.latency) for op in during
-            if op.status != 503 or op.code != "DATABASE_UNAVAILABLE"
-            or op.latency > SILENT_BOUND + 0.5]
+    slow = [(op.request["door"], op.status, op.code, op.latency) for op in during
+            if not answered_in_the_hole(op)]
     assert not slow, slow[:10]
     unknown = [op for op in history.ops if op.kind == "book" and op.outcome_unknown]
     assert unknown, "no booking was caught in flight by the blackhole"

@@ -1,5 +1,6 @@
-"""Clients that book, hold, confirm, release and cancel over HTTP, and subscribers that watch
-over WebSocket, all recorded in a `History` while a test breaks something under them.
+"""Clients that book, hold, confirm, release and cancel over HTTP (some of them by WebSocket
+messages), and subscribers that watch over WebSocket, all recorded in a `History` while a test
+breaks something under them.
 
 A client behaves as a careful one should: every booking carries an Idempotency-Key, and a
 booking or cancel whose outcome it could not learn (no answer, or a 503 with
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from realtime.httpclient import Connection, HttpError, get
@@ -36,6 +37,10 @@ from tests.faults.history import (
 
 # A client's wait after an answer that says the database is away: it does not hammer it.
 BACKOFF = 0.05
+# The HTTP status of a WebSocket `result` error, so that both doors make one history.
+WS_STATUS = {"DATABASE_UNAVAILABLE": 503, "BOOKING_CONFLICT": 409, "SLOT_NOT_FOUND": 404,
+             "HOLD_NOT_FOUND": 404, "BOOKING_NOT_FOUND": 404, "HOLD_EXPIRED": 410,
+             "RATE_LIMITED": 429, "INTERNAL_ERROR": 500}
 # Operations and frames of every run of the session (printed at the end of the run).
 TOTALS = {"operations": 0, "frames": 0, "runs": 0}
 
@@ -71,6 +76,9 @@ class Client:
 
     name: str
     conn: Connection
+    over_ws: bool = False  # book, hold and cancel as WebSocket messages (release: HTTP)
+    ws: ClientConnection | None = None
+    sent: int = 0
     bookings: list[str] = field(default_factory=list)
     holds: list[tuple[str, str]] = field(default_factory=list)  # (hold id, slot id)
     unresolved: tuple[str, str, dict[str, Any], dict[str, str]] | None = None
@@ -91,15 +99,16 @@ class Workload:
     """`clients` booking clients and `subscribers` subscribers of one world, until `stop()`."""
 
     def __init__(self, history: History, url: str, world: World, clients: int = 6,
-                 subscribers: int = 4, timeout: float = 10.0, seed_: int = 1) -> None:
+                 subscribers: int = 4, ws_clients: int = 2, timeout: float = 10.0,
+                 seed_: int = 1) -> None:
         self.history = history
         self.url = url
         self.world = world
         self.random = random.Random(seed_)
         self.timeout = timeout
         host, port = url.removeprefix("http://").split(":")
-        self.clients = [Client(f"c{i}", Connection(host, int(port), timeout))
-                        for i in range(clients)]
+        self.clients = [Client(f"c{i}", Connection(host, int(port), timeout),
+                               over_ws=i >= clients - ws_clients) for i in range(clients)]
         channels = [f"service:{world.service_id}", f"vendor:{world.vendor_id}"]
         self.subscribers = [Subscriber(history.subscriber(f"s{i}"), channels[i % 2])
                             for i in range(subscribers)]
@@ -136,6 +145,8 @@ class Workload:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in self.clients:
             client.conn.close()
+            if client.ws is not None:
+                client.ws.transport.abort()
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -188,8 +199,11 @@ class Workload:
             request["idempotency_key"] = headers["Idempotency-Key"]
         if kind == "cancel":
             request["booking_id"] = path.split("/")[3]
+        door = "ws" if client.over_ws and kind != "release" else "http"
         op = self.history.invoke(client.name, kind, path=path, body=body, headers=headers,
-                                 **request)
+                                 door=door, **request)
+        if door == "ws":
+            return await self._send_ws(client, op)
         method = "DELETE" if kind == "release" else "POST"
         try:
             answer = await client.conn.request(method, path, body, headers)
@@ -199,10 +213,43 @@ class Workload:
             data = answer.json()
         except orjson.JSONDecodeError:
             data = answer.body.decode(errors="replace")
-        self.history.complete(op, answer.status, data)
-        if kind == "book" and answer.status == 201:
+        return self._answered(client, op, answer.status, data)
+
+    async def _send_ws(self, client: Client, op: Op) -> Op:
+        """The operation as a WebSocket message; its `result` recorded as HTTP would answer."""
+        client.sent += 1
+        message: dict[str, Any] = {"type": op.kind, "id": str(client.sent)}
+        if op.kind == "cancel":
+            message["booking_id"] = op.request["booking_id"]
+        else:
+            message.update({k: v for k, v in op.request["body"].items()
+                            if k in ("slot_id", "hold_id", "quantity")})
+            if "idempotency_key" in op.request:
+                message["idempotency_key"] = op.request["idempotency_key"]
+        try:
+            async with asyncio.timeout(self.timeout):
+                if client.ws is None:
+                    client.ws = await connect(self.ws_url, ping_interval=None, max_queue=None)
+                await client.ws.send(orjson.dumps(message).decode())
+                while (frame := orjson.loads(await client.ws.recv())).get("id") != message["id"]:
+                    pass
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            if client.ws is not None:
+                client.ws.transport.abort()
+                client.ws = None
+            return self.history.no_answer(op, repr(exc))
+        if frame["ok"]:
+            status = 200 if op.kind == "cancel" else 201
+            return self._answered(client, op, status, {k: v for k, v in frame.items()
+                                                       if k in ("booking", "hold", "slot")})
+        return self._answered(client, op, WS_STATUS.get(frame["error"]["code"], 400),
+                              {"error": frame["error"]})
+
+    def _answered(self, client: Client, op: Op, status: int, data: Any) -> Op:
+        self.history.complete(op, status, data)
+        if op.kind == "book" and status == 201:
             client.bookings.append(data["booking"]["id"])
-        elif kind == "hold" and answer.status == 201:
+        elif op.kind == "hold" and status == 201:
             client.holds.append((data["hold"]["id"], data["hold"]["slot_id"]))
         return op
 

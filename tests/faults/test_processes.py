@@ -11,7 +11,7 @@ import pytest
 from realtime.httpclient import get
 from tests.faults.conftest import realtime_check, unavailable
 from tests.faults.processes import Redis
-from tests.faults.workload import ops_between, under_load
+from tests.faults.workload import CLIENTS, ops_between, under_load
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.faults
@@ -23,7 +23,7 @@ async def test_server_killed_mid_burst(fault_db: str, tmp_path):
     (missed events, not a snapshot) and they converge."""
     server = ServerProcess(fault_db, log_dir=tmp_path).start()
     try:
-        async with under_load(server.url, fault_db, clients=10) as load:
+        async with under_load(server.url, fault_db, clients=CLIENTS + 16) as load:
             await asyncio.sleep(1.5)
             killed = time.monotonic()
             server.stop(signal.SIGKILL)

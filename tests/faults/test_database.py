@@ -69,7 +69,10 @@ async def test_database_stopped_for_ten_seconds(cluster: Cluster, fault_db: str,
             await asyncio.sleep(0.5)
     finally:
         server.stop()
-    during = ops_between(load.history, down, back)
+    # A booking sent just before the start but answered after it may have found the database
+    # back (a saturated server queues requests): it may be a 201 or a 409, if answered in time.
+    during = [op for op in ops_between(load.history, down, back)
+              if op.completed is None or op.completed <= back or (op.latency or 0) > 2]
     assert len(during) > 20, load.history.summary()
     assert not not_a_quick_503(during), not_a_quick_503(during)[:10]
     # Refused connections prove nothing was sent: those 503s say nothing changed.

@@ -50,7 +50,7 @@ def figures(history: History, start: float, end: float) -> dict[str, float]:
 async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: TcpProxy,
                                        tmp_path):
     """50 ms each way, then its connections dropped every second: every answer comes, none is a 500, the
-    history holds no anomaly; the cost of the delay is printed (docs/faults.md)."""
+    history holds no anomaly; the cost of the delay is printed (docs/reliability.md)."""
     # Started and stopped off the loop: the relay runs in it.
     server = ServerProcess(through(relay, fault_db), log_dir=tmp_path)
     await asyncio.to_thread(server.start)

@@ -4,7 +4,8 @@ breaks something under them.
 
 A client behaves as a careful one should: every booking carries an Idempotency-Key, and a
 booking or cancel whose outcome it could not learn (no answer, or a 503 with
-`"outcome": "unknown"`) is sent again, the same key and body, until it gets a definite answer.
+`"outcome": "unknown"`) is sent again, the same key and body, until it gets a definite answer
+(a plain 503 to a retry is not one: that attempt changed nothing, the first one may have).
 A subscriber that loses its socket reconnects and resumes from the last cursor it received.
 """
 
@@ -87,7 +88,8 @@ class Client:
     sent: int = 0
     bookings: list[str] = field(default_factory=list)
     holds: list[tuple[str, str]] = field(default_factory=list)  # (hold id, slot id)
-    unresolved: tuple[str, str, dict[str, Any], dict[str, str]] | None = None
+    # (kind, path, body, headers, what else the history records of it)
+    unresolved: tuple[str, str, dict[str, Any], dict[str, str], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -159,17 +161,21 @@ class Workload:
     async def _client(self, client: Client) -> None:
         while client.unresolved is not None or (self.booking and self.running):
             if client.unresolved is not None:
-                kind, path, body, headers = client.unresolved
-                op = await self._send(client, kind, path, body, headers)
+                kind, path, body, headers, extra = client.unresolved
+                op = await self._send(client, kind, path, body, headers, **extra)
             else:
                 op = await self._next(client)
             if op is None:
                 continue
             if op.outcome_unknown:
                 client.unresolved = (op.kind, op.request["path"], op.request["body"],
-                                     op.request["headers"])
-            else:
+                                     op.request["headers"],
+                                     {k: v for k, v in op.request.items()
+                                      if k in ("hold_id", "slot_id") and op.kind == "release"})
+            elif client.unresolved is None or op.status is None or op.status < 500:
                 client.unresolved = None
+            # (A retry refused with a plain 503 changed nothing, but says nothing of the first
+            # attempt either: the doubt stands, and the retries go on until a real answer.)
             if op.status is None or op.status >= 500:
                 await asyncio.sleep(BACKOFF)
 
@@ -257,11 +263,13 @@ class Workload:
             client.bookings.append(data["booking"]["id"])
         elif op.kind == "hold" and status == 201:
             client.holds.append((data["hold"]["id"], data["hold"]["slot_id"]))
-        elif op.kind == "cancel" and status == 503 and not op.outcome_unknown:
+        elif status != 503 or op.outcome_unknown or client.unresolved is not None:
+            pass  # (a retry in doubt goes on being retried by `_client`)
+        elif op.kind == "cancel":
             # Nothing changed: the booking is still the client's to cancel later. Forgotten,
             # an outage would leave every unit booked by nobody who could free it.
             client.bookings.append(op.request["booking_id"])
-        elif op.kind == "release" and status == 503 and not op.outcome_unknown:
+        elif op.kind == "release":
             client.holds.append((op.request["hold_id"], op.request["slot_id"]))
         return op
 

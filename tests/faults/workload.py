@@ -36,7 +36,8 @@ from tests.faults.history import (
     read_database,
 )
 
-# A client's wait after an answer that says the database is away: it does not hammer it.
+# A client's wait after an answer that says the database or the server is away: it does not
+# hammer it, yet keeps trying often enough for an outage to be many checked operations.
 BACKOFF = 0.05
 # The HTTP status of a WebSocket `result` error, so that both doors make one history.
 WS_STATUS = {"DATABASE_UNAVAILABLE": 503, "BOOKING_CONFLICT": 409, "SLOT_NOT_FOUND": 404,
@@ -48,6 +49,9 @@ WS_STATUS = {"DATABASE_UNAVAILABLE": 503, "BOOKING_CONFLICT": 409, "SLOT_NOT_FOU
 # longer (docs/reliability.md, "How many operations").
 CLIENTS = 32
 WS_CLIENTS = 8
+# Seconds of load in every run before its fault and after its recovery: work checked on a
+# server that has not yet been hurt, and on one that should have healed.
+STEADY = 3.0
 # Operations and frames of every checked run of the session (printed at the end of it).
 TOTALS = {"operations": 0, "frames": 0, "runs": 0}
 

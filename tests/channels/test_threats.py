@@ -1,12 +1,15 @@
 """Threats of docs/security.md that no other test covered: a customer replaying another's
-Idempotency-Key, SQL in the fields a client sends, forged log lines, secrets in the log, and
-webhook signatures forged or replayed."""
+Idempotency-Key, SQL in the fields a client sends, forged log lines, secrets in the log,
+webhook signatures forged or replayed, and a webhook endpoint that has come to resolve to a
+private address since it was registered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -15,8 +18,10 @@ import orjson
 
 from realtime.logs import JsonFormatter
 from realtime.webhooks.signing import TOLERANCE, new_secret, sign, verify
+from tests.booking.helpers import BASE_TIME, client_for, make_service, make_slots
 from tests.channels.conftest import World, start_live, stop_live
 from tests.support.server import ServerProcess
+from tests.webhooks.receiver import Receiver
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -114,3 +119,42 @@ async def test_secrets_and_tokens_never_reach_the_log(database_url: str, tmp_pat
     assert log, "the server logged nothing at all"
     for secret in (SECRET, good, expired, forged):
         assert secret not in log
+
+
+async def test_a_webhook_now_on_a_private_address_gets_nothing(database_url: str) -> None:
+    """An endpoint registered while private addresses were allowed (as one whose name resolved
+    to a public address then) is checked again before its attempts: a server that refuses
+    private addresses makes attempts, counted, and delivers nothing."""
+    receiver = Receiver()
+    lenient = await start_live(database_url, webhooks_allow_private=True)
+    try:
+        async with client_for(lenient.url) as http:
+            service = await make_service(http, name="rebinding")
+            made = await http.post("/api/webhooks", json={"url": receiver.url})
+            assert made.status_code == 201, made.text
+            await make_slots(http, service["id"], [(BASE_TIME, BASE_TIME + timedelta(hours=1), 2)])
+            for _ in range(200):  # the control: this server delivers to it
+                if receiver.received:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await stop_live(lenient)
+    assert receiver.received, "the lenient server delivered nothing"
+    delivered = len(receiver.received)
+    strict = await start_live(database_url, webhooks_allow_private=False)
+    try:
+        async with client_for(strict.url) as http:
+            before = (await http.get("/api/webhooks")).json()["webhooks"][0]["attempts"]
+            slots = await make_slots(http, service["id"],
+                                     [(BASE_TIME, BASE_TIME + timedelta(hours=2), 1)])
+            await http.post("/api/bookings", json={"slot_id": slots[0]["id"], "customer_id": "c"})
+            for _ in range(200):
+                hooks = (await http.get("/api/webhooks")).json()["webhooks"]
+                if hooks[0]["attempts"] > before:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await stop_live(strict)
+        receiver.stop()
+    assert hooks[0]["attempts"] > before, (before, hooks)
+    assert len(receiver.received) == delivered

@@ -9,15 +9,20 @@ After a reconnect, after a poll, after our own sequencer numbered something: rea
   `UNLISTEN *` when released), a termination listener plus a heartbeat query with a timeout,
   so that a dead connection is noticed within seconds, not when TCP gives up
   (MagicStack/asyncpg#519); reconnects with backoff and jitter.
-- sequencer task: on a doorbell or every `sequencer_poll_seconds`, `rt_sequence_events()` on a
-  pooled connection, at most once per `MIN_DRAIN_SPACING` (more calls only while a call fills
-  its whole batch); a drain that numbered something is followed by one more.
-- reader task: on `rt_events` (or our own sequencer's work, or a backstop poll) fetch the
+- sequencer task: on a doorbell or every `sequencer_poll_seconds`, a drain at most once per
+  `MIN_DRAIN_SPACING` (more calls only while a call fills its whole batch); a drain that
+  numbered something is followed by one more. A drain is one call, `rt_drain_events()`: it
+  numbers what is committed and returns the events after `last_pos`, which it hands to the hub
+  itself (one round trip between a booking's commit and its dispatch, not a sequencer call and
+  then a read). It runs on the LISTEN connection when that is idle, so it waits for no pooled
+  connection behind the bookings; else on a pooled one.
+- reader task: on `rt_events` from another process's sequencer (or a backstop poll) fetch the
   events after `last_pos` and hand each batch to the hub. With a read replica
-  (`DATABASE_READ_URL`, replica.py) it reads there: a NOTIFY from the primary says which
-  position exists (its payload), and while the replica has not replayed it the reader polls
-  the replica every few milliseconds; the replica's positions are a prefix of the primary's,
-  so reading `pos > last_pos` there never skips one, it only comes later.
+  (`DATABASE_READ_URL`, replica.py) it reads everything there (drains only number): a NOTIFY
+  from the primary says which position exists (its payload), and while the replica has not
+  replayed it the reader polls the replica every few milliseconds; the replica's positions are
+  a prefix of the primary's, so reading `pos > last_pos` there never skips one, it only comes
+  later.
 - pruner task: deletes events older than the retention.
 """
 
@@ -35,7 +40,8 @@ import asyncpg
 from realtime.db.connect import KEEPALIVES
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
-from realtime.eventlog.events import Event, fetch_after, fetch_after_with_state, fetch_between
+from realtime.eventlog.events import Event, drain, fetch_after, fetch_after_with_state, fetch_between
+from realtime.eventlog.lending import ListenConnection
 from realtime.eventlog.recent import RecentEvents
 from realtime.eventlog.replica import ReadReplica
 from realtime.settings import Settings
@@ -58,6 +64,10 @@ PRUNE_INTERVAL = 60.0
 # load and adds at most 10 ms to an event's delivery only then: measured on one hot slot,
 # 3 ms -> 10 ms gave 23% more bookings/s, 10 -> 20 ms 6% more (bench/pair.py, CHANGELOG).
 MIN_DRAIN_SPACING = 0.010
+# A drain waits at most this long for its answer (the advisory lock may be held by another
+# process's drain or the pruner); then it is given up and retried, and the heartbeat checks the
+# connection.
+DRAIN_TIMEOUT = 10.0
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -95,6 +105,12 @@ class Listener:
         self._doorbell = asyncio.Event()
         self._wake_reader = asyncio.Event()
         self._woken_at = 0.0
+        # A drain in flight, and the highest position announced meanwhile (usually its own).
+        self._draining = False
+        self._announced = 0
+        self._listen = ListenConnection(pool)
+        # Drains and the reader hand batches to the hub one at a time, in position order.
+        self._dispatch = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: asyncpg.Connection | None = None
         self.epoch = ""
@@ -155,6 +171,9 @@ class Listener:
                 self.reads.announce(pos)
             if pos <= self.last_pos:
                 return
+            if self._draining:  # the drain in flight reads it (or wakes the reader after)
+                self._announced = max(self._announced, pos)
+                return
         self._mark()
         self._wake_reader.set()
 
@@ -178,7 +197,7 @@ class Listener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener("rt_doorbell", self._ring)
                 await conn.add_listener("rt_events", self._events_published)
-                self._conn = conn
+                self._conn = self._listen.conn = conn
                 self.not_ready = None
                 metrics.LISTENER_CONNECTED.set(1)
                 if self.connects:
@@ -193,7 +212,7 @@ class Listener:
                     try:
                         await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
                     except TimeoutError:
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), HEARTBEAT_TIMEOUT)
+                        await self._listen.heartbeat(HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT)
                 self.not_ready = "the listener lost its database connection"
             except DB_ERRORS as exc:
                 self.not_ready = f"the listener cannot reach the database ({type(exc).__name__})"
@@ -202,7 +221,7 @@ class Listener:
                 metrics.LISTENER_CONNECTED.set(0)
                 if self.not_ready is None:
                     self.not_ready = "the listener is stopping"
-                self._conn = None
+                self._conn = self._listen.conn = None
                 if conn is not None:
                     conn.terminate()
             attempt += 1
@@ -224,15 +243,12 @@ class Listener:
             self._doorbell.clear()
             try:
                 while True:
-                    # Ahead of queued bookings: every subscriber's update waits for this call.
-                    async with self._pool.acquire(first=True) as conn:
-                        count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
-                    self._sequenced(count)
+                    count, again = await self._drain()
                     # Calling again until a call numbers nothing would, under a steady stream
                     # of commits, never stop: a sequencer transaction (and its WAL flush)
                     # back to back, each competing with the bookings' own flushes (measured:
                     # 1.6 more commits per booking on a hot slot).
-                    if count < BATCH:
+                    if not again:
                         break
                 if count:
                     # A booking that committed while this drain ran may have seen the doorbell
@@ -243,6 +259,31 @@ class Listener:
                 log.warning("sequencer: %s: %s", type(exc).__name__, exc)
                 attempt += 1
                 await asyncio.sleep(backoff(attempt))
+
+    async def _drain(self) -> tuple[int, bool]:
+        """One sequencer call, and with it the read when the reader reads the primary:
+        (events it numbered, whether a full batch calls for another call at once)."""
+        if self.reads is not None:
+            async with self._pool.acquire(first=True) as conn:
+                count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH,
+                                            timeout=DRAIN_TIMEOUT)
+            self._sequenced(count)
+            return count, count >= BATCH
+        async with self._dispatch:
+            self._draining = True
+            try:
+                async with self._listen.lend() as conn:
+                    count, events = await drain(conn, self.last_pos, BATCH, DRAIN_TIMEOUT)
+            finally:
+                self._draining = False
+            self._sequenced(count, read=True)
+            if events:
+                self._deliver(events, self._stamp())
+            if self._announced > self.last_pos:  # numbered elsewhere after our read
+                self._mark()
+                self._wake_reader.set()
+            self._announced = 0
+        return count, len(events) >= BATCH
 
     async def sequence_now(self) -> int | None:
         """Number what is committed now, for a snapshot that wants nothing left unnumbered;
@@ -264,18 +305,19 @@ class Listener:
             self.reads.announce(last)
         return int(last)
 
-    def _sequenced(self, count: int) -> None:
-        """After a sequencer call: count it, and have the reader fetch what it numbered."""
+    def _sequenced(self, count: int, read: bool = False) -> None:
+        """After a sequencer call: count it, and have the reader fetch what it numbered
+        unless the call read it."""
         self.sequencer_calls += 1
         metrics.SEQUENCER_CALLS.inc()
         if count:
             metrics.EVENTS_NUMBERED.inc(count)
+        if count and not read:
             self._mark()
             self._wake_reader.set()
 
     async def _reader(self) -> None:
         attempt = 0
-        loop = asyncio.get_running_loop()
         poll = REPLICA_POLL_FIRST
         while True:
             reads = self.reads
@@ -286,10 +328,10 @@ class Listener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_reader.wait(), wait)
             self._wake_reader.clear()
-            stamp = self._woken_at or loop.time()
-            self._woken_at = 0.0
+            stamp = self._stamp()
             try:
-                await self._read_all(stamp)
+                async with self._dispatch:
+                    await self._read_all(stamp)
                 attempt = 0
                 if reads is not None:
                     if reads.behind():
@@ -326,31 +368,41 @@ class Listener:
         async with self._pool.acquire(first=True) as conn:
             return await fetch_after(conn, self.last_pos, BATCH)
 
+    def _stamp(self) -> float:
+        """When the first notification of what is about to be read arrived (or now)."""
+        stamp = self._woken_at or asyncio.get_running_loop().time()
+        self._woken_at = 0.0
+        return stamp
+
     async def _read_all(self, stamp: float) -> None:
         while True:
             events = await self._fetch()
             if not events:
                 return
-            # Positions are gap-free when numbered; a hole (at the start or inside the batch)
-            # means events were pruned before we read them (a reader behind the retention):
-            # subscribers may have missed changes, so they must resync from a snapshot.
-            if events[0].pos != self.last_pos + 1 or (
-                    events[-1].pos - events[0].pos + 1 != len(events)):
-                log.error("event log gap after %d (read %d events from %d to %d)", self.last_pos,
-                          len(events), events[0].pos, events[-1].pos)
-                if self._on_gap:
-                    self._on_gap()
-                self.recent.reset(events[0].pos - 1, self.epoch)
-            self.last_pos = events[-1].pos
-            if self.reads is not None:
-                self.reads.announce(self.last_pos)
-            self.recent.extend(events)
-            metrics.EVENTS_READ.inc(len(events))
-            self._on_events(events, self.epoch, stamp)
-            for watcher in self.watchers:
-                watcher()
+            self._deliver(events, stamp)
             if len(events) < BATCH:
                 return
+
+    def _deliver(self, events: list[Event], stamp: float) -> None:
+        """Hands a batch read after `last_pos` to the hub, the recent events and watchers."""
+        # Positions are gap-free when numbered; a hole (at the start or inside the batch)
+        # means events were pruned before we read them (a reader behind the retention):
+        # subscribers may have missed changes, so they must resync from a snapshot.
+        if events[0].pos != self.last_pos + 1 or (
+                events[-1].pos - events[0].pos + 1 != len(events)):
+            log.error("event log gap after %d (read %d events from %d to %d)", self.last_pos,
+                      len(events), events[0].pos, events[-1].pos)
+            if self._on_gap:
+                self._on_gap()
+            self.recent.reset(events[0].pos - 1, self.epoch)
+        self.last_pos = events[-1].pos
+        if self.reads is not None:
+            self.reads.announce(self.last_pos)
+        self.recent.extend(events)
+        metrics.EVENTS_READ.inc(len(events))
+        self._on_events(events, self.epoch, stamp)
+        for watcher in self.watchers:
+            watcher()
 
     async def _pruner(self) -> None:
         keep = timedelta(seconds=self._settings.event_retention_seconds)

@@ -1,0 +1,93 @@
+"""The drain: one call numbers committed events and reads them, on the LISTEN connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from realtime.db.stats import Queries
+from realtime.eventlog.listener import MIN_DRAIN_SPACING, READER_BACKSTOP
+from tests.channels.conftest import Live, World, client, start_live, stop_live
+from tests.channels.streams import Collector, book_stream, slot_versions
+
+SEQUENCER_LOCK = (7262454, 1)
+
+
+async def listener_query(database_url: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return str(await conn.fetchval(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'realtime-listener'"))
+    finally:
+        await conn.close()
+
+
+async def test_a_booking_on_an_idle_server_is_drained_at_once(database_url: str,
+                                                             world: World) -> None:
+    """With a poll 30 s away, one booking's doorbell alone gets it numbered, read and delivered,
+    by a drain on the LISTEN connection."""
+    live = await start_live(database_url, sequencer_poll_seconds=30.0)
+    try:
+        slot = world.all_slots()[0]
+        async with client(live.ws_url) as c:
+            await c.subscribe(f"service:{slot['service_id']}")
+            calls = live.runtime.listener.sequencer_calls
+            booked = await world.booking.book(slot["id"], 1)
+            update = await c.expect("availability:updated", within=10)
+            assert update["slot"]["version"] == booked["slot"]["version"]
+        assert live.runtime.listener.sequencer_calls > calls
+        assert "rt_drain_events" in await listener_query(database_url)
+    finally:
+        await stop_live(live)
+
+
+async def test_a_stream_costs_one_loan_per_drain(live: Live, world: World) -> None:
+    """Under a stream of bookings each drain is one call (not a sequencer call and a read),
+    drains stay spaced, and every version still reaches a subscriber once, in order."""
+    listener = live.runtime.listener
+    channel = f"vendor:{world.vendor}"
+    slot_ids = [s["id"] for s in world.all_slots()]
+    async with client(live.ws_url) as c:
+        seen = Collector(c)
+        await c.subscribe(channel)
+        loop = asyncio.get_running_loop()
+        loans, calls, start = Queries.loans, listener.sequencer_calls, loop.time()
+        await book_stream(world.booking, slot_ids, 400, workers=8)
+        final = await slot_versions(world.pool)
+        await seen.wait_for(channel, final)
+        elapsed = loop.time() - start
+        loans, calls = Queries.loans - loans, listener.sequencer_calls - calls
+        seen.assert_complete(channel, final)
+        await seen.stop()
+    assert calls >= 5, calls
+    assert calls <= elapsed / MIN_DRAIN_SPACING + 3, (calls, elapsed)
+    # Reader backstop polls aside (the bookings here are one-statement calls, not loans).
+    assert loans <= calls + elapsed / READER_BACKSTOP + 2, (loans, calls, elapsed)
+
+
+async def test_events_numbered_by_another_sequencer_are_read_once(live: Live,
+                                                                  world: World) -> None:
+    """Events another process numbers while a drain waits for the sequencer's lock reach the
+    subscriber once each, in order, through that drain's read."""
+    svc = world.services[0]
+    channel = f"service:{svc}"
+    slot_ids = [s["id"] for s in world.slots[svc]]
+    conn = await asyncpg.connect(live.database_url)
+    try:
+        async with client(live.ws_url) as c:
+            seen = Collector(c)
+            await c.subscribe(channel)
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *SEQUENCER_LOCK)
+                await book_stream(world.booking, slot_ids, 30, workers=3)
+                await asyncio.sleep(0.2)  # the doorbell rang: our drain waits for the lock
+                assert await conn.fetchval("SELECT rt_sequence_events(1000)") > 0
+            final = {k: v for k, v in (await slot_versions(world.pool)).items() if k in slot_ids}
+            await seen.wait_for(channel, final)
+            await asyncio.sleep(0.2)  # a duplicate would arrive now
+            seen.assert_complete(channel, final)
+            await seen.stop()
+    finally:
+        await conn.close()

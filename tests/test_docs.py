@@ -68,7 +68,8 @@ def _claims() -> list[tuple[str, str]]:
     hold_ttl = _hold_ttl()
     return [
         ("architecture.md", f"at most {gate.WIDTH} `rt_book` / `rt_hold` calls per slot in flight"),
-        ("architecture.md", f"at least {listener.MIN_DRAIN_SPACING * 1000:g} ms apart"),
+        ("architecture.md", f"one per {listener.MIN_DRAIN_SPACING * 1000:g} ms on average"),
+        ("architecture.md", f"up to {listener.DRAIN_BURST} drains may start at once"),
         ("architecture.md", f"whole batch of {listener.BATCH:,} events (`BATCH`)"),
         ("architecture.md", f"(at most {store.SNAPSHOT_LIMIT:,}, `SNAPSHOT_LIMIT`)"),
         ("architecture.md", f"A dispatch to `PARALLEL_MIN` ({writer.PARALLEL_MIN}) sockets or more"),

@@ -9,9 +9,10 @@ After a reconnect, after a poll, after our own sequencer numbered something: rea
   `UNLISTEN *` when released), a termination listener plus a heartbeat query with a timeout,
   so that a dead connection is noticed within seconds, not when TCP gives up
   (MagicStack/asyncpg#519); reconnects with backoff and jitter.
-- sequencer task: on a doorbell or every `sequencer_poll_seconds`, a drain at most once per
-  `MIN_DRAIN_SPACING` (more calls only while a call fills its whole batch); a drain that
-  numbered something is followed by one more. A drain is one call, `rt_drain_events()`: it
+- sequencer task: on a doorbell or every `sequencer_poll_seconds`, a drain, paced to one per
+  `MIN_DRAIN_SPACING` on average (`DRAIN_BURST` at once after a quiet spell; more calls only
+  while a call fills its whole batch); a drain that numbered something is followed by one
+  more, at least `MIN_DRAIN_SPACING` later. A drain is one call, `rt_drain_events()`: it
   numbers what is committed and returns the events after `last_pos`, which it hands to the hub
   itself (one round trip between a booking's commit and its dispatch, not a sequencer call and
   then a read). It runs on the LISTEN connection when that is idle, so it waits for no pooled
@@ -64,6 +65,8 @@ PRUNE_INTERVAL = 60.0
 # load and adds at most 10 ms to an event's delivery only then: measured on one hot slot,
 # 3 ms -> 10 ms gave 23% more bookings/s, 10 -> 20 ms 6% more (bench/pair.py, CHANGELOG).
 MIN_DRAIN_SPACING = 0.010
+# Drains that may start at once after a quiet spell (the average stays one per spacing).
+DRAIN_BURST = 2
 # A drain waits at most this long for its answer (the advisory lock may be held by another
 # process's drain or the pruner); then it is given up and retried, and the heartbeat checks the
 # connection.
@@ -230,16 +233,29 @@ class Listener:
     async def _sequencer(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
-        last_drain = 0.0
+        tokens, refilled = float(DRAIN_BURST), loop.time()
+        follow_up = 0.0  # when the drain that follows a numbering one is due (0: none)
         while True:
+            wait = self._settings.sequencer_poll_seconds
+            if follow_up:
+                wait = min(wait, max(0.0, follow_up - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.wait(), self._settings.sequencer_poll_seconds)
+                await asyncio.wait_for(self._doorbell.wait(), wait)
             # Under a stream of bookings every drain clears the doorbell and the next booking
-            # rings again: without spacing, a hot slot would pay a drain (and a NOTIFY) per
-            # booking. A few milliseconds gather them into one drain.
-            if (wait := last_drain + MIN_DRAIN_SPACING - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            last_drain = loop.time()
+            # rings again: unpaced, a hot slot would pay a drain (and a NOTIFY) per booking.
+            # A token bucket: one drain per MIN_DRAIN_SPACING on average, and after a quiet
+            # spell up to DRAIN_BURST at once, so that a booking just after another one's drain
+            # is not held for the spacing at light load.
+            now = loop.time()
+            tokens = min(DRAIN_BURST, tokens + (now - refilled) / MIN_DRAIN_SPACING)
+            refilled = now
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) * MIN_DRAIN_SPACING)
+                tokens, refilled = 1.0, loop.time()
+            tokens -= 1
+            start = loop.time()
+            if start >= follow_up:
+                follow_up = 0.0
             self._doorbell.clear()
             try:
                 while True:
@@ -253,7 +269,7 @@ class Listener:
                 if count:
                     # A booking that committed while this drain ran may have seen the doorbell
                     # still rung, and not rung it: one more drain, after the spacing, finds it.
-                    self._doorbell.set()
+                    follow_up = max(follow_up, start + MIN_DRAIN_SPACING)
                 attempt = 0
             except DB_ERRORS as exc:
                 log.warning("sequencer: %s: %s", type(exc).__name__, exc)

@@ -261,7 +261,8 @@ async def run(args: argparse.Namespace) -> None:
         base = booked[0] or 1
         for k, variant in enumerate(args.variants):
             lat = sorted(lats[k])
-            per = 1e6 / max(1, booked[k])
+            # The probe's bookings count too: with `--rate 0` they are all there is.
+            per = 1e6 / max(1, booked[k] + len(delays[k]))
             p50, p99 = percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3
             calls, loans, events = (b - a for a, b in zip(counts0[k], counts1[k], strict=True))
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"

@@ -23,15 +23,20 @@ class ListenConnection:
         self._pool = pool
         self.conn: asyncpg.Connection | None = None
         self._busy = False
+        self._since = 0.0  # loop time the call in flight started
         self._proved = 0.0  # loop time of the last call that succeeded on it
 
     async def heartbeat(self, interval: float, within: float) -> None:
-        """`SELECT 1` answered `within` seconds, unless a call succeeded on it in the last `interval`
-        (proof enough that it lives) or one is in flight (it has a timeout of its own)."""
+        """`SELECT 1` answered `within` seconds, unless a call succeeded on it in the last
+        `interval` (proof enough that it lives); raises TimeoutError when not, or when a drain
+        has been in flight on it for longer (a drain waits for no lock there: it is stuck)."""
         conn = self.conn
-        if conn is None or self._busy:
+        now = asyncio.get_running_loop().time()
+        if conn is None or now - self._proved < interval:
             return
-        if asyncio.get_running_loop().time() - self._proved < interval:
+        if self._busy:
+            if now - self._since > within:
+                raise TimeoutError(f"a drain on the LISTEN connection took over {within:g} s")
             return
         self._busy = True
         try:
@@ -48,7 +53,7 @@ class ListenConnection:
                 yield pooled
             return
         Queries.loans += 1
-        self._busy = True
+        self._busy, self._since = True, asyncio.get_running_loop().time()
         try:
             yield conn
             self._proved = asyncio.get_running_loop().time()

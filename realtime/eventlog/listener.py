@@ -67,9 +67,8 @@ PRUNE_INTERVAL = 60.0
 MIN_DRAIN_SPACING = 0.010
 # Drains that may start at once after a quiet spell (the average stays one per spacing).
 DRAIN_BURST = 2
-# A drain waits at most this long for its answer (the advisory lock may be held by another
-# process's drain or the pruner); then it is given up and retried, and the heartbeat checks the
-# connection.
+# A drain waits at most this long for its answer, then is given up and retried (with a read
+# replica drains only number, on a pooled connection, and wait there for the sequencer's lock).
 DRAIN_TIMEOUT = 10.0
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -269,6 +268,8 @@ class Listener:
                 if count:
                     # A booking that committed while this drain ran may have seen the doorbell
                     # still rung, and not rung it: one more drain, after the spacing, finds it.
+                    # (Also after a drain that found the lock taken: the other call's snapshot
+                    # may predate what rang.)
                     follow_up = max(follow_up, start + MIN_DRAIN_SPACING)
                 attempt = 0
             except DB_ERRORS as exc:
@@ -278,7 +279,8 @@ class Listener:
 
     async def _drain(self) -> tuple[int, bool]:
         """One sequencer call, and with it the read when the reader reads the primary:
-        (events it numbered, whether a full batch calls for another call at once)."""
+        (events it numbered or -1 if the lock was taken, whether a full batch calls for
+        another call at once)."""
         if self.reads is not None:
             async with self._pool.acquire(first=True) as conn:
                 count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH,
@@ -292,7 +294,8 @@ class Listener:
                     count, events = await drain(conn, self.last_pos, BATCH, DRAIN_TIMEOUT)
             finally:
                 self._draining = False
-            self._sequenced(count, read=True)
+            # -1: another sequencer call held the lock; its NOTIFY announces what it numbers.
+            self._sequenced(max(count, 0), read=True)
             if events:
                 self._deliver(events, self._stamp())
             if self._announced > self.last_pos:  # numbered elsewhere after our read

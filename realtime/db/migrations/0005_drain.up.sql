@@ -4,8 +4,11 @@
 -- transaction, the events after p_after, the caller's last position: the call is answered
 -- only once its commit is durable, so nothing it returns can be renumbered. Saves the reader's
 -- own round trip (and a wait for a pooled connection) between a drain and the dispatch.
--- The first row carries how many events this call numbered; with no events to return, that
--- row is the only one and its event columns are NULL.
+-- The first row carries how many events this call numbered, or -1 when another sequencer call
+-- held the lock (another process's drain, the pruner): the call does not wait for it, so that
+-- it never holds the caller's LISTEN connection in a lock queue; what that call numbers is
+-- announced by its NOTIFY, and the caller drains again a little later for the rest. With no
+-- events to return, that row is the only one and its event columns are NULL.
 -- (Version 5: 0004 is left to a concurrent change; versions may have gaps.)
 CREATE OR REPLACE FUNCTION rt_drain_events(p_after bigint, p_limit integer)
 RETURNS TABLE (numbered integer, pos bigint, id bigint, kind text, slot_id text,
@@ -13,8 +16,12 @@ RETURNS TABLE (numbered integer, pos bigint, id bigint, kind text, slot_id text,
                slot_json text, alternatives_json text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_count integer := rt_sequence_events(p_limit);
+    v_count integer := -1;
 BEGIN
+    -- rt_sequence_events takes the same lock again: advisory locks are reentrant.
+    IF pg_try_advisory_xact_lock(7262454, 1) THEN
+        v_count := rt_sequence_events(p_limit);
+    END IF;
     -- A new snapshot (READ COMMITTED, a volatile function): it sees the positions just given.
     RETURN QUERY
         SELECT v_count, e.pos, e.id, e.kind, e.slot_id::text, e.service_id::text,

@@ -29,7 +29,8 @@ class ListenConnection:
     async def heartbeat(self, interval: float, within: float) -> None:
         """`SELECT 1` answered `within` seconds, unless a call succeeded on it in the last
         `interval` (proof enough that it lives); raises TimeoutError when not, or when a drain
-        has been in flight on it for longer (a drain waits for no lock there: it is stuck)."""
+        has been in flight on it for longer (it waits for no other sequencer there: it is
+        stuck, or the database is)."""
         conn = self.conn
         now = asyncio.get_running_loop().time()
         if conn is None or now - self._proved < interval:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from realtime.db.stats import Queries
-from realtime.eventlog.listener import DRAIN_BURST, MIN_DRAIN_SPACING, READER_BACKSTOP
+from realtime.eventlog.listener import DRAIN_BURST, DRAIN_TIMEOUT, MIN_DRAIN_SPACING, READER_BACKSTOP
 from tests.channels.conftest import Live, World, client, start_live, stop_live
 from tests.channels.streams import Collector, book_stream, slot_versions
 
@@ -114,3 +114,30 @@ async def test_a_drain_does_not_wait_for_another_sequencer(live: Live, world: Wo
             await seen.stop()
     finally:
         await conn.close()
+
+
+async def test_a_stuck_drain_on_the_listen_connection_is_given_up(database_url: str,
+                                                                   world: World) -> None:
+    """A drain held for seconds on the LISTEN connection (here by a lock on the sequencer's row)
+    counts as a failed heartbeat: the listener reconnects, and once the lock goes the booking
+    is delivered."""
+    live = await start_live(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        slot = world.all_slots()[2]
+        async with client(live.ws_url) as c:
+            await c.subscribe(f"service:{slot['service_id']}")
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM rt_sequencer WHERE id = 1 FOR UPDATE")
+                booked = await world.booking.book(slot["id"], 1)
+                # The heartbeat gives the drain up after 2-3 s, well before its own timeout.
+                for _ in range(int((DRAIN_TIMEOUT - 3) / 0.05)):
+                    if live.runtime.listener.connects > 1:
+                        break
+                    await asyncio.sleep(0.05)
+                assert live.runtime.listener.connects > 1
+            update = await c.expect("availability:updated", within=10)
+            assert update["slot"]["version"] == booked["slot"]["version"]
+    finally:
+        await conn.close()
+        await stop_live(live)

@@ -292,16 +292,16 @@ class Listener:
             try:
                 async with self._listen.lend() as conn:
                     count, events = await drain(conn, self.last_pos, BATCH, DRAIN_TIMEOUT)
+                # -1: another sequencer call held the lock; its NOTIFY announces what it numbers.
+                self._sequenced(max(count, 0), read=True)
+                if events:
+                    self._deliver(events, self._stamp())
             finally:
                 self._draining = False
-            # -1: another sequencer call held the lock; its NOTIFY announces what it numbers.
-            self._sequenced(max(count, 0), read=True)
-            if events:
-                self._deliver(events, self._stamp())
-            if self._announced > self.last_pos:  # numbered elsewhere after our read
-                self._mark()
-                self._wake_reader.set()
-            self._announced = 0
+                if self._announced > self.last_pos:  # numbered elsewhere, and not read here
+                    self._mark()
+                    self._wake_reader.set()
+                self._announced = 0
         return count, len(events) >= BATCH
 
     async def sequence_now(self) -> int | None:

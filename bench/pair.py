@@ -21,10 +21,10 @@ Only 201s count. Meanwhile a probe books a slot of another service, waiting a ra
 drains, and times, on a WebSocket subscribed to that service, how long after its 201 the
 booking's `availability:updated` arrives (p50/p95/p99): the delivery delay a watcher sees
 while the server is saturated with bookings. The probe's own bookings (about 40/s) are the
-only load with `--rate 0`. Per variant it also reports, from the server's /metrics, its
-sequencer transactions per second and the event pipeline's connection loans (sequencer and
-reader: `realtime_db_queries_total{kind="loan"}`) per sequencer call; and the load average
-of the machine at the start and the end of the run.
+only load with `--rate 0`. Per variant it also reports, from the server's /metrics during its
+own turns, its sequencer transactions per second and the event pipeline's connection loans
+(drains and reads: `realtime_db_queries_total{kind="loan"}`) per sequencer call; and the load
+average of the machine at the start and the end of the run.
 Variants are lists of NAME=VALUE environment settings for the server, "" for none; a word
 "@DIR" runs that variant's server from the source tree DIR (another checkout, to compare code).
 """
@@ -230,7 +230,6 @@ async def run(args: argparse.Namespace) -> None:
             await server.until_ready(proc, port)
         await asyncio.sleep(1.0)
         load_before = os.getloadavg()
-        counts0 = [await pipeline_counts(port) for port in ports]
         requests = [[r.encode("latin-1") for r in booking_requests(port, slots, "pair")]
                     for port in ports]
         n = len(ports)
@@ -238,9 +237,11 @@ async def run(args: argparse.Namespace) -> None:
         server_cpu, pg_cpu = [0.0] * n, [0.0] * n
         lats: list[list[float]] = [[] for _ in range(n)]
         delays: list[list[float]] = [[] for _ in range(n)]
+        pipeline = [[0.0, 0.0, 0.0] for _ in range(n)]  # during the variant's own turns
         for r in range(args.rounds):
             print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
             for k in (range(n) if r % 2 == 0 else reversed(range(n))):
+                before = await pipeline_counts(ports[k])
                 s0, p0 = proc_cpu(servers[k].pid) or 0.0, postgres_cpu()
                 stop = time.monotonic() + args.burst
                 count, _ = await asyncio.gather(
@@ -250,8 +251,9 @@ async def run(args: argparse.Namespace) -> None:
                 server_cpu[k] += (proc_cpu(servers[k].pid) or 0.0) - s0
                 pg_cpu[k] += sum(v - p0[pid] for pid, v in postgres_cpu().items() if pid in p0)
                 booked[k] += count
+                after = await pipeline_counts(ports[k])
+                pipeline[k] = [t + b - a for t, a, b in zip(pipeline[k], before, after, strict=True)]
                 await asyncio.sleep(0.2)
-        counts1 = [await pipeline_counts(port) for port in ports]
         print(" " * 30, end="\r")
         pace = "saturating" if args.rate is None else f"paced at {args.rate:g}/s"
         print(f"{args.workload}, {args.rounds} rounds of {args.burst} s per variant, "
@@ -264,7 +266,7 @@ async def run(args: argparse.Namespace) -> None:
             # The probe's bookings count too: with `--rate 0` they are all there is.
             per = 1e6 / max(1, booked[k] + len(delays[k]))
             p50, p99 = percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3
-            calls, loans, events = (b - a for a, b in zip(counts0[k], counts1[k], strict=True))
+            calls, loans, events = pipeline[k]
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
                   f"/s ({booked[k] / base:.3f}x)  server {server_cpu[k] * per:4.0f} µs  "
                   f"postgres {pg_cpu[k] * per:4.0f} µs per booking  "

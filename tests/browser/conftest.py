@@ -70,6 +70,22 @@ def live_server(database_url: str, tmp_path) -> Iterator[ServerProcess]:
     proc.stop()
 
 
+# The widget lives in the open shadow root of <realtime-booking>: Playwright's locators reach
+# into it, document.querySelector does not. Page scripts in the tests use deepQuery instead.
+DEEP_QUERY = """window.deepQuery = (sel) => {
+  const walk = (root) => {
+    const hit = root.querySelector(sel);
+    if (hit) return hit;
+    for (const el of root.querySelectorAll("*")) {
+      const inner = el.shadowRoot && walk(el.shadowRoot);
+      if (inner) return inner;
+    }
+    return null;
+  };
+  return walk(document);
+};"""
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def pages(browser) -> AsyncIterator[Any]:
     """A factory of pages, each in its own browser context (a different person)."""
@@ -78,6 +94,7 @@ async def pages(browser) -> AsyncIterator[Any]:
 
     async def new_page(viewport: dict[str, int] | None = None) -> Any:
         ctx = await browser.new_context(viewport=viewport or {"width": 900, "height": 1000})
+        await ctx.add_init_script(DEEP_QUERY)
         contexts.append(ctx)
         page = await ctx.new_page()
         page.set_default_timeout(15_000)
@@ -141,7 +158,12 @@ def slot_el(page: Any, slot_id: str) -> Any:
 
 async def wait_attr(page: Any, slot_id: str, attr: str, value: str,
                     timeout_ms: float = 15_000) -> None:
+    await page.wait_for_selector(f'[data-slot-id="{slot_id}"][{attr}="{value}"]',
+                                 state="attached", timeout=timeout_ms)
+
+
+async def wait_text(page: Any, selector: str, text: str, timeout_ms: float = 15_000) -> None:
+    """Until the element matching `selector` (shadow roots included) contains `text`."""
     await page.wait_for_function(
-        "([id, attr, value]) => document.querySelector(`[data-slot-id=\"${id}\"]`)"
-        "?.getAttribute(attr) === value",
-        arg=[slot_id, attr, value], timeout=timeout_ms)
+        "([sel, text]) => (window.deepQuery(sel)?.textContent ?? '').includes(text)",
+        arg=[selector, text], timeout=timeout_ms)

@@ -29,6 +29,13 @@ from tests.support.server import ServerProcess, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
+# The slot whose button has the keyboard focus, inside the widget's shadow root.
+FOCUSED_SLOT = """(() => {
+    let el = document.activeElement;
+    while (el?.shadowRoot?.activeElement) el = el.shadowRoot.activeElement;
+    return el?.closest?.('[data-slot-id]')?.dataset.slotId ?? null;
+})()"""
+
 
 async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess, pages) -> None:
     data = make_service(live_server, [3, 1, 2])
@@ -43,7 +50,7 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
 
     # Presence: the first page sees the second person arrive.
     await a.wait_for_function(
-        "document.querySelector('[data-presence]').textContent.trim() === '2'")
+        "deepQuery('[data-presence]').textContent.trim() === '2'")
 
     await slot_el(a, target).click()
     await wait_attr(a, target, "data-state", "mine")
@@ -66,7 +73,7 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
 
     # The aria-live region announced it.
     await b.wait_for_function(
-        "document.querySelector('[aria-live=polite]').textContent.includes('Booked')")
+        "deepQuery('[aria-live=polite]').textContent.includes('Booked')")
 
 
 async def test_presence_reaches_everyone_looking(live_server: ServerProcess, pages) -> None:
@@ -76,17 +83,17 @@ async def test_presence_reaches_everyone_looking(live_server: ServerProcess, pag
     b = await open_widget(pages, url)
     for p in (a, b):
         await p.wait_for_function(
-            "document.querySelector('[data-presence]').textContent.trim() === '2'",
+            "deepQuery('[data-presence]').textContent.trim() === '2'",
             timeout=5000)
     await b.context.close()
     await a.wait_for_function(
-        "document.querySelector('[data-presence]').textContent.trim() === '1'", timeout=5000)
+        "deepQuery('[data-presence]').textContent.trim() === '1'", timeout=5000)
 
 
 async def _record_states(page, slot_id: str) -> None:
     await page.evaluate(
         """(id) => {
-            const el = document.querySelector(`[data-slot-id="${id}"]`);
+            const el = deepQuery(`[data-slot-id="${id}"]`);
             window.__states = [el.dataset.state];
             new MutationObserver(() => {
                 const s = el.dataset.state;
@@ -102,14 +109,14 @@ async def _click_at(page, slot_id: str, at_ms: float) -> None:
     # heard of the other's booking when it clicks.
     await page.evaluate(
         """([id, at]) => { setTimeout(
-            () => document.querySelector(`[data-slot-id="${id}"]`).click(),
+            () => deepQuery(`[data-slot-id="${id}"]`).click(),
             Math.max(0, at - Date.now())); }""",
         [slot_id, at_ms],
     )
 
 
 SETTLED = """(id) => {
-    const el = document.querySelector(`[data-slot-id="${id}"]`);
+    const el = deepQuery(`[data-slot-id="${id}"]`);
     return window.__states.length > 1 && ['mine', 'full'].includes(el.dataset.state);
 }"""
 
@@ -256,21 +263,21 @@ async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_pa
         await page.goto(f"{site.origin}/booking.html")
         first, second = (s["id"] for s in data["slots"])
         await page.wait_for_selector(f'[data-slot-id="{first}"]')
-        await page.wait_for_function("document.querySelector('#state').textContent === 'live'")
+        await page.wait_for_function("deepQuery('#state').textContent === 'live'")
         # Someone books over HTTP: the foreign page hears it.
         api(server, "POST", "/api/bookings", {"slot_id": first}, expect=201)
         await page.wait_for_function(
-            "(id) => document.querySelector(`[data-slot-id=\"${id}\"]`)"
+            "(id) => deepQuery(`[data-slot-id=\"${id}\"]`)"
             ".textContent.includes('1 left')", arg=first)
         # It books over the socket with the library.
         await page.locator(f'[data-slot-id="{second}"]').click()
         await page.wait_for_function(
-            "document.querySelector('#log').textContent.includes('Booked')")
+            "deepQuery('#log').textContent.includes('Booked')")
         avail = api(server, "GET", f"/api/services/{data['service']['id']}/availability"
                     "?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", expect=200)
         assert {s["id"]: s["available"] for s in avail["slots"]}[second] == 0
         await page.wait_for_function(
-            "(id) => document.querySelector(`[data-slot-id=\"${id}\"]`).disabled", arg=second)
+            "(id) => deepQuery(`[data-slot-id=\"${id}\"]`).disabled", arg=second)
     finally:
         site.close()
         await asyncio.to_thread(server.stop)
@@ -290,29 +297,30 @@ async def test_demo_page_on_a_phone_is_accessible(live_server: ServerProcess, pa
 
     # Fits the screen: nothing scrolls sideways.
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    # Every slot is a real button with a spoken label and the contract's attributes.
+    # Every slot holds a real button with a spoken label, and carries the contract's attributes.
     info = await page.eval_on_selector_all(
         "[data-slot-id]",
-        """els => els.map(e => ({tag: e.tagName, label: e.getAttribute('aria-label') || '',
+        """els => els.map(e => ({tag: e.querySelector('button')?.tagName,
+                                 label: e.querySelector('button')?.getAttribute('aria-label') || '',
                                  state: e.dataset.state, available: e.dataset.available}))""")
     assert info and all(i["tag"] == "BUTTON" and i["label"] for i in info)
     assert all(i["state"] in ("available", "pending", "mine", "full") for i in info)
     assert all(i["available"].isdigit() for i in info)
     assert await page.locator("[aria-live]").count() >= 1
     # Tappable: slots are at least 44 px tall.
-    assert await page.evaluate(
-        "Math.min(...[...document.querySelectorAll('[data-slot-id]')]"
-        ".map(e => e.getBoundingClientRect().height)) >= 44")
+    heights = await page.eval_on_selector_all(
+        "[data-slot-id] button", "els => els.map(e => e.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 44
 
     # Keyboard only: Tab to the first free slot, Enter books it.
     target = await page.get_attribute("[data-slot-id][data-state=available]", "data-slot-id")
     for _ in range(60):
         await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement?.dataset?.slotId") == target:
+        if await page.evaluate(FOCUSED_SLOT) == target:
             break
     else:
         pytest.fail("Tab never reached the first free slot")
     await page.keyboard.press("Enter")
     await wait_attr(page, target, "data-state", "mine")
     await page.wait_for_function(
-        "document.querySelector('[aria-live=polite]').textContent.includes('Booked')")
+        "deepQuery('[aria-live=polite]').textContent.includes('Booked')")

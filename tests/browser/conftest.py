@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -167,3 +169,63 @@ async def wait_text(page: Any, selector: str, text: str, timeout_ms: float = 15_
     await page.wait_for_function(
         "([sel, text]) => (window.deepQuery(sel)?.textContent ?? '').includes(text)",
         arg=[selector, text], timeout=timeout_ms)
+
+
+# --- accessibility (axe-core, installed by scripts/install-axe.sh) -------------------------------
+
+def _axe_path() -> Path:
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "install-axe.sh").read_text()
+    match = re.search(r'^VERSION="([^"]+)"', script, re.M)
+    assert match, "scripts/install-axe.sh names no VERSION"
+    tools = Path(os.environ.get("REALTIME_TOOLS_DIR") or Path.home() / ".cache" / "realtime-test-tools")
+    return tools / f"axe-core-{match.group(1)}" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+AXE_RUN = """async () => {
+  const r = await axe.run(document);
+  // A node inside a shadow root is named by a list of selectors (host, then inside it).
+  const inShadow = r.passes.flatMap((v) => v.nodes).filter((n) => Array.isArray(n.target[0])).length;
+  const violations = r.violations.filter((v) => ["serious", "critical"].includes(v.impact)).map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 4).map((n) => `${JSON.stringify(n.target)}: ${n.failureSummary}`),
+  }));
+  return { inShadow, violations };
+}"""
+
+
+async def assert_accessible(page: Any, state: str) -> None:
+    """axe-core finds no serious or critical violation on the page (shadow roots included)."""
+    path = _axe_path()
+    if not path.exists():
+        msg = f"{path} is missing: run scripts/install-axe.sh"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if not await page.evaluate("typeof window.axe === 'object'"):
+        await page.add_script_tag(path=str(path))
+    result = await page.evaluate(AXE_RUN)
+    assert result["inShadow"] > 0, "axe did not look inside the widget's shadow root"
+    assert not result["violations"], f"accessibility, {state}: {result['violations']}"
+
+
+def add_slots(server: ServerProcess, service_id: str,
+              specs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Slots of (days from today, capacity), 45 minutes each at 09:00 UTC (then 10:00, ... on
+    the same day), in the order given."""
+    per_day: dict[int, int] = {}
+    slots = []
+    for days, cap in specs:
+        start = (datetime.now(UTC) + timedelta(days=days)).replace(
+            hour=9 + per_day.get(days, 0), minute=0, second=0, microsecond=0)
+        per_day[days] = per_day.get(days, 0) + 1
+        slots.append({"starts_at": rfc3339(start), "ends_at": rfc3339(start + timedelta(minutes=45)),
+                      "capacity": cap})
+    created = api(server, "POST", f"/api/services/{service_id}/slots", {"slots": slots},
+                  expect=201)["slots"]
+    by_start = {s["starts_at"]: s for s in created}
+    return [by_start[s["starts_at"]] for s in slots]
+
+
+def local_day(days: int = 0) -> str:
+    """The browser's (this machine's) calendar date `days` from today, as YYYY-MM-DD."""
+    return (date.today() + timedelta(days=days)).isoformat()

@@ -28,6 +28,7 @@ const fmtTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2
 // Errors whose text comes from the browser or the library ("Failed to fetch"), never shown.
 const NETWORK_CODES = new Set(["OFFLINE", "NETWORK_ERROR", "TIMEOUT", "CLIENT_CLOSED", "CONNECT_FAILED"]);
 const OFFLINE_TEXT = "You are offline: nothing was booked";
+const HOLD_GRACE = 4000; // ms an expired hold waits for the server's word before it is let go
 
 const TEMPLATE = `
 <link rel="stylesheet" href="${STYLE_URL}">
@@ -616,6 +617,8 @@ class BookingWidget {
         if (channel.inWindow(slot)) this.renderAll(); // a new slot appeared
         return;
       }
+      const ending = this.holds.get(id)?.ending;
+      if (ending && Number(slot.version) > ending.version) return this.expired(id);
       this.noteChange(slot);
       this.repaint(id, { flash: true });
     }));
@@ -958,8 +961,10 @@ class BookingWidget {
     for (const [slotId, hold] of [...this.holds]) {
       const left = Date.parse(hold.expires_at) - now;
       if (left <= 0) {
-        this.expired(slotId);
-        continue;
+        // The server gives the units back within a second or so: until its update arrives the
+        // slot would read as taken, so the hold stays shown at 0:00 until then (or a few seconds).
+        hold.ending ??= { version: Number(this.slotOf(slotId)?.version ?? 0), at: now };
+        if (now - hold.ending.at > HOLD_GRACE) this.expired(slotId);
       }
       const timer = this.els.holdsList.querySelector(`[data-timer-for="${CSS.escape(slotId)}"]`);
       const text = countdown(left);

@@ -19,6 +19,7 @@ import pytest
 from tests.browser.conftest import (
     _need_channels,
     api,
+    assert_accessible,
     make_service,
     open_widget,
     slot_el,
@@ -159,6 +160,7 @@ async def test_two_pages_racing_for_the_last_unit(live_server: ServerProcess, pa
         assert "Someone else" in await notice.inner_text()
         alts = loser.locator("[data-alternatives] [data-alternative-slot-id]")
         assert await alts.count() >= 1
+        await assert_accessible(loser, "a lost race, with alternatives")
         alt_id = await alts.first.get_attribute("data-alternative-slot-id")
         assert alt_id in ids and alt_id != contested
         await alts.first.click()

@@ -12,6 +12,7 @@ HTTP server on another port plays "another site" for the embedded picture.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.server
 import json
 import os
@@ -98,26 +99,20 @@ def seed(base: str) -> dict:
 
 
 class Site:
-    """Another origin serving one page."""
+    """Another origin: a plain static web server on its own port, serving one page from a
+    temporary directory."""
 
-    def __init__(self) -> None:
-        self.html = ""
-        site = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = site.html.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def __init__(self, directory: str) -> None:
+        self.page = Path(directory) / "index.html"
+        handler = functools.partial(Quiet, directory=directory)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def start_server(port: int, database_url: str | None, data_dir: str, origin: str):
@@ -173,12 +168,12 @@ def main() -> int:
     docs = Path(args.out)
     out = docs / "img"
     out.mkdir(parents=True, exist_ok=True)
-    site = Site()
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as www:
+        site = Site(www)
         proc, base = start_server(free_port(), args.database_url, data_dir, site.origin)
         try:
             d = seed(base)
-            site.html = SHOP.replace("SERVER", base).replace("VENDOR", d["vendor"])
+            site.page.write_text(SHOP.replace("SERVER", base).replace("VENDOR", d["vendor"]))
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                             args=CHROMIUM_ARGS)

@@ -56,13 +56,15 @@ const TEMPLATE = `
     <button type="button" class="rt-nav rt-first" data-nav="first">First free</button>
   </div>
   <nav class="rt-daybar" id="rt-daybar" aria-label="Days of the week"></nav>
-  <div class="rt-notice" id="rt-notice" hidden tabindex="-1" role="status">
+  <div class="rt-notice-live" role="alert">
+  <div class="rt-notice" id="rt-notice" hidden tabindex="-1">
     <div class="rt-notice-body">
       <p class="rt-notice-title" id="rt-notice-title"></p>
       <p class="rt-notice-text" id="rt-notice-text"></p>
       <div class="rt-alts" id="rt-alts" data-alternatives></div>
     </div>
     <button type="button" class="rt-close" id="rt-notice-close" aria-label="Dismiss">×</button>
+  </div>
   </div>
   <section class="rt-holds" id="rt-holds" hidden aria-labelledby="rt-holds-title">
     <h3 id="rt-holds-title">Held for you</h3>
@@ -90,7 +92,6 @@ const TEMPLATE = `
     <p class="rt-powered">Live availability by <strong>realtime</strong></p>
   </footer>
   <div class="rt-sr" id="rt-announce" aria-live="polite" aria-atomic="true"></div>
-  <div class="rt-sr" id="rt-alert" aria-live="assertive" aria-atomic="true"></div>
 </div>`;
 
 // --- dates -------------------------------------------------------------------------------------
@@ -238,7 +239,6 @@ class BookingWidget {
       emptyText: $("rt-empty-text"),
       nextFree: $("rt-next-free"),
       announce: $("rt-announce"),
-      alert: $("rt-alert"),
     };
   }
 
@@ -249,8 +249,10 @@ class BookingWidget {
 
   // --- announcements -----------------------------------------------------------------------------
 
-  say(text, { urgent = false } = {}) {
-    const region = urgent ? this.els.alert : this.els.announce;
+  // Notices (lost races, expiries, offline clicks, errors) are not said here: they sit in an
+  // alert region of their own, which screen readers read as they appear.
+  say(text) {
+    const region = this.els.announce;
     region.textContent = "";
     // A fresh text node, so that a repeated message is announced again.
     setTimeout(() => {
@@ -700,7 +702,6 @@ class BookingWidget {
     }
     if (!week) {
       this.showNotice(`No free ${what} in the coming year.`, "Every time is taken or none are offered yet.", [], { kind: "info" });
-      this.say(`No free ${what} in the coming year.`);
       return;
     }
     if (await this.go(week, { announce: false })) this.say(`First free week: ${fmtDayLong.format(week)}.`);
@@ -741,7 +742,6 @@ class BookingWidget {
 
   offlineClick() {
     this.showNotice(`${OFFLINE_TEXT}.`, "Times will update by themselves when you are back online; then try again.", [], { kind: "offline" });
-    this.say(`${OFFLINE_TEXT}.`, { urgent: true });
   }
 
   start(id) {
@@ -859,7 +859,6 @@ class BookingWidget {
     const title = "Your hold expired.";
     const text = `${s ? when(s) : "That time"} was given back${s && Number(s.available) > 0 ? " and is free again: pick it to hold it anew" : ""}.`;
     this.showNotice(title, text, [], { kind: "info" });
-    this.say(`${title} ${text}`, { urgent: true });
   }
 
   failed(id, slot, err, verb) {
@@ -873,15 +872,18 @@ class BookingWidget {
         ? {
             title: "Someone else just took it.",
             text: `${now ? when(now) : "That time"} was ${verb} by someone else a moment before you. Nearest free times:`,
-            urgent: true,
           }
         : {
             title: "That time can't be booked.",
             text: exclusive
               ? `${when(now)} overlaps another booking of ${this.serviceName(now)}. Free instead:`
               : `Only ${now.available} left there, fewer than you asked for. Free instead:`,
-            urgent: true,
           });
+      return;
+    }
+    if (!(this.offline || browserOffline()) && (err?.code === "TIMEOUT" || err?.outcome === "unknown")) {
+      // The request may have reached the server: claiming either outcome could be wrong.
+      this.showNotice("No answer from the booking server yet.", `We cannot tell whether it was ${verb}. The times here update by themselves once the server answers; please check before trying again.`, [], { kind: "error" });
       return;
     }
     this.showProblem(err, "That didn't go through", `nothing was ${verb}`);
@@ -893,7 +895,6 @@ class BookingWidget {
     if ((this.offline || browserOffline()) && isNetworkError(err)) {
       const text = consequence === "nothing was booked" || consequence === "nothing was held" ? `${OFFLINE_TEXT}.` : `You are offline: ${consequence}.`;
       this.showNotice(text, "Try again when you are back online.", [], { kind: "offline" });
-      this.say(text, { urgent: true });
       return;
     }
     const why = isNetworkError(err)
@@ -903,7 +904,6 @@ class BookingWidget {
         : err.message.replace(/\.$/, "");
     const text = `${why}: ${consequence}. Please try again.`;
     this.showNotice(`${title}.`, text, [], { kind: "error" });
-    this.say(`${title}. ${text}`, { urgent: true });
   }
 
   // --- holds and bookings lists ------------------------------------------------------------------
@@ -1080,11 +1080,9 @@ class BookingWidget {
     notice.hidden = false;
   }
 
-  showAlternatives(slot, alternatives, { title, text, urgent = false }) {
+  showAlternatives(slot, alternatives, { title, text }) {
     this.showNotice(title, text, alternatives, { kind: "conflict" });
     this.els.notice.dataset.forSlot = slot?.id ?? "";
-    const n = alternatives.length;
-    this.say(`${title} ${n ? `${n} other time${n > 1 ? "s are" : " is"} free nearby.` : "No other free times nearby."}`, { urgent });
     this.els.notice.scrollIntoView?.({ behavior: "smooth", block: "nearest" });
   }
 
@@ -1258,7 +1256,7 @@ export class RealtimeBookingElement extends HTMLElement {
       server: new URL(server, location.href).href,
       checkout: pick("checkout") === "hold" ? "hold" : "book",
       date: parseYmd(pick("date")),
-      holdTtl: ttl(pick("hold-ttl", "hold_ttl")),
+      holdTtl: ttl(pick("hold-ttl", "hold_ttl") ?? page.get("ttl_seconds")),
       setTitle: this.hasAttribute("query-params"),
     };
   }

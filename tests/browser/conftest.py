@@ -7,10 +7,13 @@ what a user would run. Chromium is /usr/bin/chromium (scripts/install-browser.sh
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import importlib.util
 import os
 import re
 import shutil
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from tests.support.databases import create_database, drop_database
 from tests.support.server import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,6 +90,60 @@ DEEP_QUERY = """window.deepQuery = (sel) => {
   };
   return walk(document);
 };"""
+
+
+class ForeignSite:
+    """Another web site (another origin: another port) serving one plain HTML page."""
+
+    def __init__(self, html: str = "") -> None:
+        self.html = html
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = site.html.encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def widget_site(admin_dsn: str, tmp_path_factory) -> AsyncIterator[
+        tuple[ServerProcess, ForeignSite]]:
+    """One server for the widget's tests (each makes its own vendor, so they do not meet), and
+    another site: the server's REALTIME_ALLOWED_ORIGINS names only that site, never the server
+    itself, so every test also shows the server's own page staying live under that setting."""
+    _need_channels()
+    site = ForeignSite()
+    dsn = await create_database(admin_dsn)
+    server = ServerProcess(dsn, log_dir=tmp_path_factory.mktemp("widget"),
+                           env={"REALTIME_ALLOWED_ORIGINS": site.origin})
+    try:
+        await asyncio.to_thread(server.start)
+        yield server, site
+    finally:
+        await asyncio.to_thread(server.stop)
+        site.close()
+        await drop_database(admin_dsn, dsn)
+
+
+@pytest.fixture
+def server(widget_site: tuple[ServerProcess, ForeignSite]) -> ServerProcess:
+    """The widget tests' shared server (widget_site)."""
+    return widget_site[0]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -181,6 +239,12 @@ def _axe_path() -> Path:
     return tools / f"axe-core-{match.group(1)}" / "node_modules" / "axe-core" / "axe.min.js"
 
 
+# Colours are judged once transitions and finite animations have ended (a slot that just turned
+# `mine` is still fading from its previous colour for 0.2 s).
+SETTLE = """() => Promise.all(document.getAnimations()
+  .filter((a) => a.effect?.getComputedTiming().iterations !== Infinity)
+  .map((a) => a.finished.catch(() => {})))"""
+
 AXE_RUN = """async () => {
   const r = await axe.run(document);
   // A node inside a shadow root is named by a list of selectors (host, then inside it).
@@ -203,6 +267,7 @@ async def assert_accessible(page: Any, state: str) -> None:
         pytest.skip(msg)
     if not await page.evaluate("typeof window.axe === 'object'"):
         await page.add_script_tag(path=str(path))
+    await page.evaluate(SETTLE)
     result = await page.evaluate(AXE_RUN)
     assert result["inShadow"] > 0, "axe did not look inside the widget's shadow root"
     assert not result["violations"], f"accessibility, {state}: {result['violations']}"

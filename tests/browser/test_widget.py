@@ -7,16 +7,15 @@ the restart test stops it and starts it again on the same port and database.
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
 import subprocess
 import sys
-import threading
 
 import httpx
 import pytest
 
 from tests.browser.conftest import (
+    ForeignSite,
     _need_channels,
     api,
     assert_accessible,
@@ -215,39 +214,11 @@ async def test_server_restart_under_the_pages(live_server: ServerProcess, pages,
     await wait_attr(a, s1, "data-state", "full")
 
 
-class _ForeignSite:
-    """Another web site (another origin: another port) serving one plain HTML page."""
-
-    def __init__(self, html: str = "") -> None:
-        self.html = html
-        site = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = site.html.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_path,
                                                        pages) -> None:
     """The embedding example of docs/client.md, served by another site, works as shown."""
     _need_channels()
-    site = _ForeignSite()  # its origin first: the server must allow it
+    site = ForeignSite()  # its origin first: the server must allow it
     port = free_port()
     server = ServerProcess(
         database_url, port=port, log_dir=tmp_path,

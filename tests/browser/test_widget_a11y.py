@@ -45,13 +45,13 @@ async def fits(page) -> bool:
     return await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-async def test_keyboard_alone_on_a_375px_phone(live_server: ServerProcess, pages) -> None:
+async def test_keyboard_alone_on_a_375px_phone(server: ServerProcess, pages) -> None:
     """Next week, two places of a class held, confirmed: Tab, typing and Enter only, at 375 px."""
-    data = make_service(live_server, [1])
+    data = make_service(server, [1])
     svc = data["service"]["id"]
-    cls = add_slots(live_server, svc, [(8, 12)])[0]["id"]
+    cls = add_slots(server, svc, [(8, 12)])[0]["id"]
     page = await pages(viewport={"width": 375, "height": 740})
-    await page.goto(f"{live_server.url}/?service={svc}&checkout=hold")
+    await page.goto(f"{server.url}/?service={svc}&checkout=hold")
     await page.wait_for_selector("[data-slot-id]")
     await page.wait_for_selector("[data-connection=live]")
     assert await fits(page)
@@ -82,16 +82,16 @@ async def test_keyboard_alone_on_a_375px_phone(live_server: ServerProcess, pages
     heights = await page.eval_on_selector_all(
         "[data-slot-id] button", "els => els.map(e => e.getBoundingClientRect().height)")
     assert heights and min(heights) >= 44
-    booked = api(live_server, "GET", f"/api/services/{svc}/availability", expect=200)["slots"]
+    booked = api(server, "GET", f"/api/services/{svc}/availability", expect=200)["slots"]
     assert {s["id"]: s["booked"] for s in booked}[cls] == 2
 
 
 async def test_offline_is_shown_at_once_and_a_click_books_nothing(
-        live_server: ServerProcess, pages) -> None:
+        server: ServerProcess, pages) -> None:
     """The browser goes offline: `offline` within 2 s, a click says so plainly, back live after."""
-    data = make_service(live_server, [2, 1])
+    data = make_service(server, [2, 1])
     big, single = (s["id"] for s in data["slots"])
-    page = await open_widget(pages, f"{live_server.url}/?service={data['service']['id']}")
+    page = await open_widget(pages, f"{server.url}/?service={data['service']['id']}")
     went = time.monotonic()
     await page.context.set_offline(True)
     await page.wait_for_selector("[data-connection=offline]", timeout=2000)
@@ -110,7 +110,7 @@ async def test_offline_is_shown_at_once_and_a_click_books_nothing(
         "() => deepQuery('#rt-notice-title').textContent.startsWith('You are offline')")
     assert await page.get_attribute("[data-range]", "data-range") == local_day(0)
     await assert_accessible(page, "offline")
-    slots = api(live_server, "GET", f"/api/services/{data['service']['id']}/availability",
+    slots = api(server, "GET", f"/api/services/{data['service']['id']}/availability",
                 expect=200)["slots"]
     assert all(s["booked"] == 0 for s in slots)
 

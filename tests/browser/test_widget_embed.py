@@ -1,5 +1,6 @@
 """<realtime-booking> on another site's page (another origin) and the server's own page, with
-REALTIME_ALLOWED_ORIGINS naming only that other site, in real Chromium against a real server."""
+REALTIME_ALLOWED_ORIGINS naming only that other site (the shared widget_site fixture), in real
+Chromium against a real server."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from tests.browser.conftest import (
     wait_attr,
 )
 from tests.browser.docs_example import example_html
-from tests.browser.test_widget import _ForeignSite
-from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -31,30 +30,9 @@ HOST_STYLE = """<style>
 """
 
 
-@pytest.fixture
-def foreign_site():
-    site = _ForeignSite()
-    yield site
-    site.close()
-
-
-@pytest.fixture
-def allowing_server(database_url: str, tmp_path, foreign_site):
-    """A server whose REALTIME_ALLOWED_ORIGINS names only the foreign site, not itself."""
-    from tests.browser.conftest import _need_channels
-
-    _need_channels()
-    server = ServerProcess(database_url, log_dir=tmp_path,
-                           env={"REALTIME_ALLOWED_ORIGINS": foreign_site.origin})
-    server.start()
-    yield server
-    server.stop()
-
-
-async def test_the_element_on_another_sites_page_books_and_updates(
-        allowing_server: ServerProcess, foreign_site, pages) -> None:
+async def test_the_element_on_another_sites_page_books_and_updates(widget_site, pages) -> None:
     """docs/widget.md's example, served by another origin: live, books, hears others, no style leaks."""
-    server = allowing_server
+    server, foreign_site = widget_site
     data = make_service(server, [3, 1])
     big, single = (s["id"] for s in data["slots"])
     page_html = example_html(server.url, data["service"]["id"], doc="widget.md")
@@ -92,11 +70,13 @@ async def test_the_element_on_another_sites_page_books_and_updates(
 
 
 async def test_the_servers_own_page_stays_live_when_origins_name_another_site(
-        allowing_server: ServerProcess, pages) -> None:
+        widget_site, pages) -> None:
     """REALTIME_ALLOWED_ORIGINS adds other sites; it never locks the server's own page out."""
-    data = make_service(allowing_server, [1])
+    server, site = widget_site
+    assert server.extra_env["REALTIME_ALLOWED_ORIGINS"] == site.origin  # not the server's own
+    data = make_service(server, [1])
     sid = data["slots"][0]["id"]
-    url = f"{allowing_server.url}/?service={data['service']['id']}"
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)  # waits for data-connection=live
     b = await open_widget(pages, url)
     await slot_el(a, sid).click()

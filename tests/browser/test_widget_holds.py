@@ -36,11 +36,11 @@ def seconds(text: str) -> int:
     return int(minutes) * 60 + int(secs)
 
 
-async def test_hold_count_down_and_confirm(live_server: ServerProcess, pages) -> None:
+async def test_hold_count_down_and_confirm(server: ServerProcess, pages) -> None:
     """Held units leave the other page at once; the countdown runs; Confirm makes them mine."""
-    data = make_service(live_server, [4, 1])
+    data = make_service(server, [4, 1])
     big, single = (s["id"] for s in data["slots"])
-    url = f"{live_server.url}/?service={data['service']['id']}&checkout=hold"
+    url = f"{server.url}/?service={data['service']['id']}&checkout=hold"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     await slot_el(a, big).locator("input[data-quantity]").fill("2")
@@ -66,7 +66,7 @@ async def test_hold_count_down_and_confirm(live_server: ServerProcess, pages) ->
     assert await a.locator("[data-hold-expires]").count() == 0
     await asyncio.sleep(0.3)
     assert await slot_el(b, big).get_attribute("data-available") == "2"
-    slots = api(live_server, "GET", f"/api/services/{data['service']['id']}/availability",
+    slots = api(server, "GET", f"/api/services/{data['service']['id']}/availability",
                 expect=200)["slots"]
     got = {s["id"]: (s["booked"], s["held"]) for s in slots}
     assert got[big] == (2, 0)
@@ -81,12 +81,12 @@ async def test_hold_count_down_and_confirm(live_server: ServerProcess, pages) ->
     await wait_attr(a, single, "data-available", "1")
 
 
-async def test_a_hold_that_expires_gives_the_slot_back(live_server: ServerProcess,
+async def test_a_hold_that_expires_gives_the_slot_back(server: ServerProcess,
                                                        pages) -> None:
     """A 2-second hold (?hold_ttl=2) runs out: the slot is available again and the page says so."""
-    data = make_service(live_server, [1])
+    data = make_service(server, [1])
     sid = data["slots"][0]["id"]
-    url = f"{live_server.url}/?service={data['service']['id']}&checkout=hold&hold_ttl=2"
+    url = f"{server.url}/?service={data['service']['id']}&checkout=hold&hold_ttl=2"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     await slot_el(a, sid).click()

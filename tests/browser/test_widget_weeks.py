@@ -25,13 +25,13 @@ async def range_of(page) -> str | None:
 
 
 async def test_booking_in_next_weeks_view_shows_in_the_other_page(
-        live_server: ServerProcess, pages) -> None:
+        server: ServerProcess, pages) -> None:
     """Next week is one click away, and what is booked there reaches another page live."""
-    data = make_service(live_server, [2])
+    data = make_service(server, [2])
     svc = data["service"]["id"]
     this_week = data["slots"][0]
-    later = add_slots(live_server, svc, [(8, 2), (8, 1)])
-    url = f"{live_server.url}/?service={svc}"
+    later = add_slots(server, svc, [(8, 2), (8, 1)])
+    url = f"{server.url}/?service={svc}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     for p in (a, b):
@@ -50,27 +50,27 @@ async def test_booking_in_next_weeks_view_shows_in_the_other_page(
     await wait_attr(b, later[0]["id"], "data-available", "1")
     assert await slot_el(b, later[0]["id"]).get_attribute("data-state") == "available"
     # While on next week, changes there keep arriving in both pages.
-    api(live_server, "POST", "/api/bookings", {"slot_id": later[1]["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": later[1]["id"]}, expect=201)
     for p in (a, b):
         await wait_attr(p, later[1]["id"], "data-state", "full")
     # And back: this week's slot is shown, live again, with what changed meanwhile.
-    api(live_server, "POST", "/api/bookings", {"slot_id": this_week["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": this_week["id"]}, expect=201)
     await b.click('[data-nav="prev"]')
     assert await range_of(b) == local_day(0)
     await wait_attr(b, this_week["id"], "data-available", "1")
-    api(live_server, "POST", "/api/bookings", {"slot_id": this_week["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": this_week["id"]}, expect=201)
     await wait_attr(b, this_week["id"], "data-state", "full")
     assert await b.locator(f'[data-slot-id="{later[0]["id"]}"]').count() == 0
 
 
-async def test_an_empty_week_offers_the_next_free_one(live_server: ServerProcess, pages) -> None:
+async def test_an_empty_week_offers_the_next_free_one(server: ServerProcess, pages) -> None:
     """A week with nothing free says so and links to the next free week; first jumps there."""
-    vendor = api(live_server, "POST", "/api/vendors", {"name": "Quiet Salon"}, expect=201)
-    svc = api(live_server, "POST", f"/api/vendors/{vendor['id']}/services", {"name": "Cut"},
+    vendor = api(server, "POST", "/api/vendors", {"name": "Quiet Salon"}, expect=201)
+    svc = api(server, "POST", f"/api/vendors/{vendor['id']}/services", {"name": "Cut"},
               expect=201)["id"]
-    taken, free = add_slots(live_server, svc, [(9, 1), (23, 1)])
-    api(live_server, "POST", "/api/bookings", {"slot_id": taken["id"]}, expect=201)
-    page = await open_widget(pages, f"{live_server.url}/?service={svc}&date={local_day(7)}",
+    taken, free = add_slots(server, svc, [(9, 1), (23, 1)])
+    api(server, "POST", "/api/bookings", {"slot_id": taken["id"]}, expect=201)
+    page = await open_widget(pages, f"{server.url}/?service={svc}&date={local_day(7)}",
                              live=False)
     await page.wait_for_selector("[data-connection=live]")
     assert await range_of(page) == local_day(7)
@@ -93,15 +93,15 @@ async def test_an_empty_week_offers_the_next_free_one(live_server: ServerProcess
     await page.wait_for_selector(f'[data-slot-id="{free["id"]}"]')
     assert await range_of(page) == local_day(21)
     # The last free unit goes: this week says so at once.
-    api(live_server, "POST", "/api/bookings", {"slot_id": free["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": free["id"]}, expect=201)
     await empty.wait_for()
 
 
-async def test_three_units_of_a_twelve_unit_slot(live_server: ServerProcess, pages) -> None:
+async def test_three_units_of_a_twelve_unit_slot(server: ServerProcess, pages) -> None:
     """The quantity input books several units, and follows what is left, live, elsewhere."""
-    data = make_service(live_server, [12, 1])
+    data = make_service(server, [12, 1])
     big, single = (s["id"] for s in data["slots"])
-    url = f"{live_server.url}/?service={data['service']['id']}"
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     assert await slot_el(a, single).locator("input[data-quantity]").count() == 0
@@ -115,14 +115,14 @@ async def test_three_units_of_a_twelve_unit_slot(live_server: ServerProcess, pag
     await wait_attr(b, big, "data-available", "9")
     await b.wait_for_function(
         "() => deepQuery('input[data-quantity]').max === '9'")
-    booked = api(live_server, "GET", f"/api/services/{data['service']['id']}/availability",
+    booked = api(server, "GET", f"/api/services/{data['service']['id']}/availability",
                  expect=200)
     assert {s["id"]: s["booked"] for s in booked["slots"]}[big] == 3
     assert "\u00d7 3" in await a.locator("#rt-mine").inner_text()  # times 3
 
     # B asks for 8; someone takes 7 first: B's input comes down to what is left.
     await qty_b.fill("8")
-    api(live_server, "POST", "/api/bookings", {"slot_id": big, "quantity": 7}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": big, "quantity": 7}, expect=201)
     await wait_attr(b, big, "data-available", "2")
     assert await qty_b.get_attribute("max") == "2"
     assert await qty_b.input_value() == "2"

@@ -590,6 +590,7 @@ class BookingWidget {
       slots: avail.slots,
     }));
     this.bindChannel(channel);
+    if (this.els.notice.dataset.kind !== "offline") this.hideNotice(); // it was about the old week
     this.renderAll();
     this.els.app.removeAttribute("aria-busy");
     if (announce) this.say(`Week of ${fmtDayLong.format(week)}.`);
@@ -831,7 +832,7 @@ class BookingWidget {
     li.classList.add("rt-busy");
     try {
       // realtime.js has no method to give a hold back: the HTTP route does it.
-      const res = await fetch(`${this.client.httpUrl}/api/holds/${encodeURIComponent(hold.id)}`, {
+      const res = await fetch(`${this.httpBase}/api/holds/${encodeURIComponent(hold.id)}`, {
         method: "DELETE",
         headers: { accept: "application/json" },
       });
@@ -1154,7 +1155,8 @@ class BookingWidget {
     this.showRange();
     const wsUrl = new URL("/ws", opts.server);
     wsUrl.protocol = wsUrl.protocol === "https:" ? "wss:" : "ws:";
-    const client = (this.client = new RealtimeClient({ url: wsUrl.toString(), httpUrl: new URL(opts.server).origin }));
+    this.httpBase = new URL(opts.server).origin;
+    const client = (this.client = new RealtimeClient({ url: wsUrl.toString(), httpUrl: this.httpBase }));
     this.listen(window, "offline", () => {
       this.offline = true;
       this.showConnection();

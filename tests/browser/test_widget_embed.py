@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 # The host page's own styles: loud ones that would show if they reached the widget, and
 # elements with the widget's class names that would change if its styles reached out.
 HOST_STYLE = """<style>
+  html { font-size: 10px; }
   body { font: 30px/1 serif; color: rgb(0, 128, 0); }
   button { background: rgb(255, 0, 0) !important; }
   .rt-intro, .rt-slot { color: rgb(0, 0, 255); display: inline; padding: 0; }
@@ -60,7 +61,10 @@ async def test_the_element_on_another_sites_page_books_and_updates(widget_site, 
     assert inside != "rgb(255, 0, 0)", inside
     intro = await site.locator("realtime-booking .rt-intro").evaluate(
         "e => [getComputedStyle(e).color, getComputedStyle(e).fontSize]")
-    assert intro[0] != "rgb(0, 128, 0)" and intro[1] != "30px", intro
+    assert intro[0] != "rgb(0, 128, 0)" and intro[1] == "16px", intro
+    heights = await site.eval_on_selector_all(
+        "[data-slot-id] button", "els => els.map(e => e.getBoundingClientRect().height)")
+    assert min(heights) >= 44, heights  # not shrunk by the page's 10px root font size
     outside = await site.evaluate("""() => ['host-intro', 'host-slot'].map((id) => {
         const s = getComputedStyle(document.getElementById(id));
         return [s.color, s.display, s.borderStyle];

@@ -576,7 +576,7 @@ class BookingWidget {
       this.week = before.week;
       this.showRange();
       this.els.app.removeAttribute("aria-busy");
-      this.showProblem(err, "That week could not be loaded", "nothing changed");
+      this.showProblem(err, "That week could not be loaded", "the week shown is unchanged", "You are offline: that week could not be loaded.");
       return false;
     }
     if (seq !== this.loadSeq) return false;
@@ -696,7 +696,7 @@ class BookingWidget {
     try {
       week = await this.findFree(fromMs);
     } catch (err) {
-      this.showProblem(err, "Could not look for free times", "nothing changed");
+      this.showProblem(err, "Could not look for free times", "the week shown is unchanged", "You are offline: free times could not be looked up.");
       return;
     } finally {
       this.els.first.removeAttribute("aria-busy");
@@ -892,9 +892,9 @@ class BookingWidget {
 
   // An error told in words: the server's own message when it gave one, never the browser's
   // ("Failed to fetch") or the library's.
-  showProblem(err, title, consequence) {
+  showProblem(err, title, consequence, offline = `You are offline: ${consequence}.`) {
     if ((this.offline || browserOffline()) && isNetworkError(err)) {
-      const text = consequence === "nothing was booked" || consequence === "nothing was held" ? `${OFFLINE_TEXT}.` : `You are offline: ${consequence}.`;
+      const text = consequence === "nothing was booked" || consequence === "nothing was held" ? `${OFFLINE_TEXT}.` : offline;
       this.showNotice(text, "Try again when you are back online.", [], { kind: "offline" });
       return;
     }

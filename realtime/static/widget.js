@@ -172,6 +172,41 @@ function browserOffline() {
   return typeof navigator !== "undefined" && navigator.onLine === false;
 }
 
+// One slot's cell, cloned for every slot. The cell itself is focusable by script only: focusing
+// it (a test's locator.focus()) hands the focus to its button, the one thing in it that Tab
+// reaches and Enter books with; a slot with room for several people adds the quantity field.
+let PROTOTYPES = null;
+
+function prototypes() {
+  if (PROTOTYPES) return PROTOTYPES;
+  const cell = document.createElement("div");
+  cell.className = "rt-slot";
+  cell.tabIndex = -1;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "rt-book";
+  const time = document.createElement("span");
+  time.className = "rt-time";
+  const meta = document.createElement("span");
+  meta.className = "rt-meta";
+  button.append(time, meta);
+  cell.append(button);
+  const qty = document.createElement("label");
+  qty.className = "rt-qty";
+  const txt = document.createElement("span");
+  txt.textContent = "Qty";
+  txt.setAttribute("aria-hidden", "true");
+  const input = document.createElement("input");
+  input.type = "number";
+  input.inputMode = "numeric";
+  input.min = "1";
+  input.value = "1";
+  input.dataset.quantity = "";
+  qty.append(txt, input);
+  PROTOTYPES = { cell, qty };
+  return PROTOTYPES;
+}
+
 // --- one widget --------------------------------------------------------------------------------
 
 class BookingWidget {
@@ -318,45 +353,19 @@ class BookingWidget {
 
   makeCell(slot) {
     const id = String(slot.id);
-    const cell = document.createElement("div");
-    cell.className = "rt-slot";
+    const { cell: protoCell, qty: protoQty } = prototypes();
+    const cell = protoCell.cloneNode(true); // far cheaper than building 200 cells element by element
     cell.dataset.slotId = id;
-    // Focusable only by script: focusing the cell (a test's locator.focus()) hands focus to its
-    // button, the one thing in it that Tab reaches and Enter books with.
-    cell.tabIndex = -1;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "rt-book";
-    const time = document.createElement("span");
-    time.className = "rt-time";
-    time.textContent = shortWhen(slot);
-    const meta = document.createElement("span");
-    meta.className = "rt-meta";
-    button.append(time, meta);
-    cell.append(button);
+    const button = cell.firstChild;
+    button.firstChild.textContent = shortWhen(slot);
     let qty = null;
     if (Number(slot.capacity) > 1) {
-      const wrap = document.createElement("label");
-      wrap.className = "rt-qty";
-      const txt = document.createElement("span");
-      txt.textContent = "Qty";
-      txt.setAttribute("aria-hidden", "true");
-      qty = document.createElement("input");
-      qty.type = "number";
-      qty.inputMode = "numeric";
-      qty.min = "1";
-      qty.value = "1";
-      qty.dataset.quantity = "";
+      const wrap = protoQty.cloneNode(true);
+      qty = wrap.lastChild;
       qty.setAttribute("aria-label", `Units to ${this.holdMode ? "hold" : "book"}, ${when(slot)}`);
-      wrap.append(txt, qty);
       cell.append(wrap);
     }
-    cell.addEventListener("focus", () => button.focus());
-    cell.addEventListener("click", (ev) => {
-      if (ev.target.closest?.("label, input")) return;
-      this.onSlotClick(id);
-    });
-    const entry = { cell, button, meta, qty };
+    const entry = { cell, button, meta: button.lastChild, qty };
     this.cells.set(id, entry);
     this.paint(entry, slot);
     return cell;
@@ -1168,6 +1177,14 @@ class BookingWidget {
     this.listen(els.noticeClose, "click", () => this.hideNotice());
     this.listen(this.root, "keydown", (ev) => {
       if (ev.key === "Escape" && !els.notice.hidden) this.hideNotice();
+    });
+    // One listener for every slot: a click anywhere in a cell but its quantity field.
+    this.listen(els.days, "click", (ev) => {
+      const cell = ev.target.closest?.("[data-slot-id]");
+      if (cell && !ev.target.closest("label, input")) this.onSlotClick(cell.dataset.slotId);
+    });
+    this.listen(els.days, "focusin", (ev) => {
+      if (ev.target.matches?.("[data-slot-id]")) this.cells.get(ev.target.dataset.slotId)?.button.focus();
     });
     this.listen(els.skip, "click", (ev) => {
       ev.preventDefault();

@@ -21,9 +21,7 @@ const SEARCH_LIMIT_DAYS = 371; // and how far in total: a year and a week
 const STYLE_URL = new URL("./widget.css", import.meta.url).href;
 const fmtDay = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
 const fmtDayLong = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
-const fmtShort = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
-const fmtYear = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
-const fmtWeekday = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+// Only these three: making a formatter costs about as much as drawing fifty slots.
 const fmtTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 // Errors whose text comes from the browser or the library ("Failed to fetch"), never shown.
 const NETWORK_CODES = new Set(["OFFLINE", "NETWORK_ERROR", "TIMEOUT", "CLIENT_CLOSED", "CONNECT_FAILED"]);
@@ -215,7 +213,7 @@ class BookingWidget {
     this.root = root;
     this.opts = opts;
     this.holdMode = opts.checkout === "hold";
-    this.customer = customerId();
+    this.customerId = null; // read from localStorage at the first booking: its first use is slow
     this.client = null;
     this.target = null; // {kind, id}
     this.channel = null;
@@ -275,6 +273,11 @@ class BookingWidget {
       nextFree: $("rt-next-free"),
       announce: $("rt-announce"),
     };
+  }
+
+  customer() {
+    this.customerId ??= customerId();
+    return this.customerId;
   }
 
   listen(target, type, fn) {
@@ -503,7 +506,7 @@ class BookingWidget {
       chip.dataset.day = k;
       const cw = document.createElement("span");
       cw.className = "rt-cw";
-      cw.textContent = fmtWeekday.format(day.date);
+      cw.textContent = fmtDay.formatToParts(day.date).find((x) => x.type === "weekday")?.value ?? "";
       const cd = document.createElement("span");
       cd.className = "rt-cd";
       cd.textContent = String(day.date.getDate());
@@ -549,7 +552,7 @@ class BookingWidget {
     const last = addDays(this.week, 6);
     range.dataset.range = ymd(this.week);
     const sameYear = this.week.getFullYear() === last.getFullYear() && last.getFullYear() === this.today.getFullYear();
-    range.textContent = `${fmtShort.format(this.week)} – ${(sameYear ? fmtShort : fmtYear).format(last)}`;
+    range.textContent = `${fmtDay.format(this.week)} – ${fmtDay.format(last)}${sameYear ? "" : ` ${last.getFullYear()}`}`;
     // Weeks before the one holding today have nothing left to book.
     prev.disabled = this.week <= this.today;
   }
@@ -771,7 +774,7 @@ class BookingWidget {
     this.start(id);
     this.say(`Booking ${slot ? when(slot) : "this time"}…`);
     try {
-      const res = await this.client.book(id, { quantity, customerId: this.customer });
+      const res = await this.client.book(id, { quantity, customerId: this.customer() });
       this.done(id);
       this.booked(id, res);
       this.say(`Booked: ${quantity > 1 ? `${quantity} places, ` : ""}${slot ? when(slot) : "your time"}. It's yours.`);
@@ -817,7 +820,7 @@ class BookingWidget {
     if (this.offline || browserOffline()) return this.offlineClick();
     li.classList.add("rt-busy");
     try {
-      const res = await this.client.book(id, { holdId: hold.id, customerId: this.customer });
+      const res = await this.client.book(id, { holdId: hold.id, customerId: this.customer() });
       this.holds.delete(id);
       this.booked(id, res);
       this.renderHolds();

@@ -241,9 +241,17 @@ def _axe_path() -> Path:
 
 # Colours are judged once transitions and finite animations have ended (a slot that just turned
 # `mine` is still fading from its previous colour for 0.2 s).
-SETTLE = """() => Promise.all(document.getAnimations()
-  .filter((a) => a.effect?.getComputedTiming().iterations !== Infinity)
-  .map((a) => a.finished.catch(() => {})))"""
+# Each shadow root is asked for its own animations too (document.getAnimations() is not
+# guaranteed to report those inside shadow trees).
+SETTLE = """() => {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll("*")) if (el.shadowRoot) roots.push(el.shadowRoot);
+  }
+  return Promise.all(roots.flatMap((r) => r.getAnimations())
+    .filter((a) => a.effect?.getComputedTiming().iterations !== Infinity)
+    .map((a) => a.finished.catch(() => {})));
+}"""
 
 AXE_RUN = """async () => {
   const r = await axe.run(document);

@@ -1,7 +1,7 @@
 // The booking widget: the custom element <realtime-booking>, which the demo page at GET / uses
 // too. Plain DOM, no framework, no build step: one cell per slot, updated in place when the slot
-// changes. Everything it asks the server goes through the client library (realtime.js), except
-// giving a hold back (DELETE /api/holds/ID), which the library has no method for.
+// changes. Everything it asks the server goes through the client library (realtime.js); giving a
+// hold back goes through the library's release() where it has one, else DELETE /api/holds/ID.
 //
 //   <script type="module" src="https://booking.example.com/static/widget.js"></script>
 //   <realtime-booking service="SERVICE_ID"></realtime-booking>
@@ -843,13 +843,7 @@ class BookingWidget {
     }
     li.classList.add("rt-busy");
     try {
-      // realtime.js has no method to give a hold back: the HTTP route does it.
-      const res = await fetch(`${this.httpBase}/api/holds/${encodeURIComponent(hold.id)}`, {
-        method: "DELETE",
-        headers: { accept: "application/json" },
-      });
-      const body = await res.json().catch(() => null);
-      if (!res.ok && res.status !== 404) throw Object.assign(new Error(body?.error?.message ?? `HTTP ${res.status}`), { status: res.status, ...(body?.error ?? {}) });
+      const body = await this.giveBack(hold);
       this.remember(body?.slot);
       this.holds.delete(id);
       this.repaint(id);
@@ -861,6 +855,27 @@ class BookingWidget {
       li.classList.remove("rt-busy");
       this.showProblem(err, "The hold could not be given back", "it will expire by itself");
     }
+  }
+
+  // The hold given back: `{slot}`, or null when the server no longer has it (expired meanwhile).
+  async giveBack(hold) {
+    if (typeof this.client.release === "function") {
+      try {
+        return await this.client.release(hold);
+      } catch (err) {
+        if (err?.code === "HOLD_NOT_FOUND") return null;
+        throw err;
+      }
+    }
+    // A library without release(): the HTTP route itself.
+    const res = await fetch(`${this.httpBase}/api/holds/${encodeURIComponent(hold.id)}`, {
+      method: "DELETE",
+      headers: { accept: "application/json" },
+    });
+    const body = await res.json().catch(() => null);
+    if (res.status === 404) return null;
+    if (!res.ok) throw Object.assign(new Error(body?.error?.message ?? `HTTP ${res.status}`), { status: res.status, ...(body?.error ?? {}) });
+    return body;
   }
 
   expired(id) {

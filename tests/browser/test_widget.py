@@ -1,7 +1,9 @@
 """The demo widget (`GET /`, realtime/static/widget.js) in real headless Chromium against a real server.
 
-Each page is a separate browser context, that is a different person. The server is a subprocess;
-the restart test stops it and starts it again on the same port and database.
+Each page is a separate browser context, that is a different person. The server is a subprocess,
+shared by the tests (conftest's widget_site: each makes its own vendor); the restart test starts
+its own, stops it and starts it again on the same port and database, and the foreign page's test
+starts one allowing that page's origin.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ FOCUSED_SLOT = """(() => {
 })()"""
 
 
-async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess, pages) -> None:
-    data = make_service(live_server, [3, 1, 2])
-    url = f"{live_server.url}/?service={data['service']['id']}"
+async def test_booking_in_one_page_shows_in_the_other(server: ServerProcess, pages) -> None:
+    data = make_service(server, [3, 1, 2])
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     target = data["slots"][0]["id"]
@@ -59,7 +61,7 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
     assert await slot_el(a, target).get_attribute("data-available") == "2"
 
     # A booking made elsewhere (over HTTP) shows in both.
-    api(live_server, "POST", "/api/bookings", {"slot_id": data["slots"][1]["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": data["slots"][1]["id"]}, expect=201)
     for p in (a, b):
         await wait_attr(p, data["slots"][1]["id"], "data-state", "full")
         await wait_attr(p, data["slots"][1]["id"], "data-available", "0")
@@ -76,9 +78,9 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
         "deepQuery('[aria-live=polite]').textContent.includes('Booked')")
 
 
-async def test_presence_reaches_everyone_looking(live_server: ServerProcess, pages) -> None:
-    data = make_service(live_server, [1])
-    url = f"{live_server.url}/?service={data['service']['id']}"
+async def test_presence_reaches_everyone_looking(server: ServerProcess, pages) -> None:
+    data = make_service(server, [1])
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     for p in (a, b):
@@ -121,13 +123,13 @@ SETTLED = """(id) => {
 }"""
 
 
-async def test_two_pages_racing_for_the_last_unit(live_server: ServerProcess, pages) -> None:
+async def test_two_pages_racing_for_the_last_unit(server: ServerProcess, pages) -> None:
     # Three single-unit slots to race for (a race is only real when both clicks left before
     # either page heard of the other's booking; retried on the next slot if not), and free
     # ones after them to be offered as alternatives.
-    data = make_service(live_server, [1, 1, 1, 2, 2, 2])
+    data = make_service(server, [1, 1, 1, 2, 2, 2])
     ids = {s["id"] for s in data["slots"]}
-    url = f"{live_server.url}/?service={data['service']['id']}"
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
 
@@ -256,15 +258,15 @@ async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_pa
         await asyncio.to_thread(server.stop)
 
 
-async def test_demo_page_on_a_phone_is_accessible(live_server: ServerProcess, pages) -> None:
+async def test_demo_page_on_a_phone_is_accessible(server: ServerProcess, pages) -> None:
     """`GET /` with no parameters shows the demo vendor; it fits a phone and works by keyboard."""
-    env = {**os.environ, "DATABASE_URL": live_server.database_url}
+    env = {**os.environ, "DATABASE_URL": server.database_url}
     seeded = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "realtime", "seed", "--demo"],
         env=env, capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     page = await pages(viewport={"width": 375, "height": 720})
-    await page.goto(live_server.url + "/")
+    await page.goto(server.url + "/")
     await page.wait_for_selector("[data-slot-id]")
     await page.wait_for_selector("[data-connection=live]")
 

@@ -8,3 +8,4 @@ cd "$(dirname "$0")"
 bash install-browser.sh
 bash install-asyncapi-schema.sh
 bash install-hosts.sh
+bash install-typescript.sh

@@ -18,6 +18,25 @@
 // randomness, fetch, document/window/navigator) can be injected, so the reconnect, heartbeat,
 // fallback, offline and ordering logic is unit tested in Node with fakes.
 
+// Every module, listed here so that the browser fetches them all as soon as it has read this
+// file, instead of discovering them one level of imports at a time (bench/clientload.py).
+import "./realtime/backoff.js";
+import "./realtime/channel.js";
+import "./realtime/client.js";
+import "./realtime/constants.js";
+import "./realtime/cursors.js";
+import "./realtime/emitter.js";
+import "./realtime/errors.js";
+import "./realtime/messages.js";
+import "./realtime/offline.js";
+import "./realtime/reads.js";
+import "./realtime/reconnect.js";
+import "./realtime/requests.js";
+import "./realtime/sse-recovery.js";
+import "./realtime/tokens.js";
+import "./realtime/transport-sse.js";
+import "./realtime/transport-ws.js";
+
 export { VERSION, STATE, TRANSPORT } from "./realtime/constants.js";
 export { backoffDelay } from "./realtime/backoff.js";
 export { isNewer } from "./realtime/cursors.js";

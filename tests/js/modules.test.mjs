@@ -8,9 +8,8 @@ import { fileURLToPath } from "node:url";
 
 import { Emitter } from "../../realtime/static/realtime/emitter.js";
 import { RealtimeError, networkError, offlineError, timeoutError } from "../../realtime/static/realtime/errors.js";
-import { compareCursors, isNewer } from "../../realtime/static/realtime/cursors.js";
-import { isoTime, ms } from "../../realtime/static/realtime/time.js";
-import { httpFromWs } from "../../realtime/static/realtime/urls.js";
+import { compareCursors, isNewer, isoTime, ms } from "../../realtime/static/realtime/cursors.js";
+import { httpFromWs } from "../../realtime/static/realtime/client.js";
 import { Channel } from "../../realtime/static/realtime/channel.js";
 import * as entry from "../../realtime/static/realtime.js";
 import { slot } from "./helpers.mjs";
@@ -32,7 +31,7 @@ describe("the module layout", () => {
     };
     visit("realtime.js");
     const files = readdirSync(join(STATIC, "realtime")).filter((f) => f.endsWith(".js"));
-    assert.ok(files.length >= 15);
+    assert.ok(files.length >= 12);
     for (const f of files) {
       assert.ok(reached.has(join("realtime", f)), `realtime/${f} is not used`);
       const lines = readFileSync(join(STATIC, "realtime", f), "utf8").split("\n").length;
@@ -101,7 +100,7 @@ describe("errors.js", () => {
   });
 });
 
-describe("cursors.js, time.js, urls.js", () => {
+describe("cursors.js, client.js's URLs", () => {
   test("cursors order by position within one epoch, and not across epochs", () => {
     assert.ok(compareCursors("10@e", "9@e") > 0);
     assert.ok(compareCursors("009@e", "10@e") < 0);

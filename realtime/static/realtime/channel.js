@@ -1,7 +1,6 @@
 // One subscribed channel and its local state.
-import { isNewer } from "./cursors.js";
+import { isNewer, ms } from "./cursors.js";
 import { Emitter } from "./emitter.js";
-import { ms } from "./time.js";
 
 /**
  * One subscribed channel (`vendor:ID` or `service:ID`) and its local state: slots by id, each

@@ -4,20 +4,15 @@
 import { Channel } from "./channel.js";
 import { DEFAULTS, STATE, TRANSPORT } from "./constants.js";
 import { Emitter } from "./emitter.js";
-import { Heartbeat } from "./heartbeat.js";
-import { Http } from "./http.js";
 import { Messages } from "./messages.js";
-import { PageLifecycle } from "./network.js";
-import { Offline } from "./offline.js";
+import { Offline, PageLifecycle } from "./offline.js";
 import { Reads } from "./reads.js";
-import { Reconnect } from "./reconnect.js";
-import { Requests } from "./requests.js";
+import { Heartbeat, Reconnect } from "./reconnect.js";
+import { Http, Requests } from "./requests.js";
 import { SseRecovery } from "./sse-recovery.js";
-import { SseUrl } from "./sse-url.js";
 import { TokenRefresh } from "./tokens.js";
-import { SseTransport } from "./transport-sse.js";
+import { SseTransport, SseUrl } from "./transport-sse.js";
 import { WebSocketTransport } from "./transport-ws.js";
-import { defaultUrl, httpFromWs } from "./urls.js";
 
 /**
  * The client. One WebSocket (or, when WebSockets cannot be opened, one Server-Sent Events
@@ -200,4 +195,31 @@ for (const part of [
 /** Shorthand: `connect({url, getToken})` makes a client and opens it. */
 export function connect(options = {}) {
   return new RealtimeClient(options).connect();
+}
+
+// Where the server is: by default the one this module was loaded from.
+function defaultUrl() {
+  // The server this module was loaded from; else the page's own origin.
+  let base = null;
+  try {
+    base = new URL(import.meta.url);
+  } catch {
+    /* not a URL */
+  }
+  if (!base || !/^https?:$/.test(base.protocol)) {
+    if (typeof location !== "undefined" && /^https?:$/.test(location.protocol)) base = new URL(location.href);
+    else return null;
+  }
+  return `${base.protocol === "https:" ? "wss:" : "ws:"}//${base.host}/ws`;
+}
+
+/** The HTTP origin of a WebSocket URL (`wss://h/ws` -> `https://h`), or null. */
+export function httpFromWs(url) {
+  try {
+    const u = new URL(url);
+    u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return null;
+  }
 }

@@ -1,4 +1,5 @@
-// Versions and cursors: which of two states of a slot, or two positions in the event log, is newer.
+// Versions, cursors and times: which of two states of a slot, or two positions in the event log,
+// is newer; times as the server writes them and as a page may pass them.
 
 const CURSOR = /^(\d+)@([A-Za-z0-9]+)$/;
 
@@ -19,3 +20,9 @@ export function isNewer(incoming, current) {
   if (!current) return true;
   return Number(incoming.version) > Number(current.version);
 }
+
+// A time in epoch milliseconds, from an RFC 3339 string (as the server writes them) or a number.
+export const ms = (t) => (t == null ? null : typeof t === "number" ? t : Date.parse(t));
+
+// A time for a query string: strings as given, Dates and epoch milliseconds as ISO 8601.
+export const isoTime = (t) => (typeof t === "string" ? t : new Date(t).toISOString());

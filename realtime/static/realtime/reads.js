@@ -1,7 +1,7 @@
 // What a page reads before (or besides) subscribing. Each resolves with the server's JSON and
 // rejects with a RealtimeError carrying the HTTP `status` and the server's `code` and
 // `message` (NETWORK_ERROR when the server cannot be reached).
-import { isoTime } from "./time.js";
+import { isoTime } from "./cursors.js";
 
 export class Reads {
   /**

@@ -57,6 +57,23 @@ describe("the browser's offline and online events", () => {
     assert.deepEqual(t.states, ["reconnecting", "live", "offline", "reconnecting", "live"]);
   });
 
+  test("a long time offline stays offline: the rare probes do not flicker to reconnecting", () => {
+    const t = makeClient();
+    t.client.subscribe("service:svc");
+    goLive(t.WS);
+    goOffline(t);
+    for (let i = 0; i < 4; i++) {
+      t.clock.advance(31000);
+      t.WS.latest().serverClose(1006); // the probe fails: no network
+    }
+    assert.ok(t.WS.sockets.length >= 4, "it still probes");
+    assert.deepEqual(t.states, ["reconnecting", "live", "offline"]);
+    goOnline(t);
+    t.clock.advance(reconnectDelay(t.clock));
+    goLive(t.WS);
+    assert.deepEqual(t.states, ["reconnecting", "live", "offline", "reconnecting", "live"]);
+  });
+
   test("offline while carried by Server-Sent Events closes the stream too", () => {
     const t = makeClient({ sse: true, sseAfter: 0 });
     t.client.subscribe("service:svc");

@@ -13,7 +13,9 @@ export class WebSocketTransport {
     const sse = this.transport === TRANSPORT.SSE;
     if (sse ? this._sse : this._ws) return;
     const gen = this._gen;
-    if (this.state !== STATE.RECONNECTING) this._setState(STATE.RECONNECTING);
+    // While the browser says it is offline an attempt is only a rare probe: the page keeps
+    // showing `offline` rather than flickering to `reconnecting` every `maxDelay`.
+    if (this.state !== STATE.RECONNECTING && !this._isBrowserOffline()) this._setState(STATE.RECONNECTING);
     if (this.getToken) {
       // (Without getToken the attempt starts synchronously.)
       if (!(await this._connectToken(gen))) {

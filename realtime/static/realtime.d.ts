@@ -241,7 +241,7 @@ export interface DisconnectedEvent {
   reason: string | undefined;
 }
 
-/** A `whenOnline` request failed on the network and waits to be sent again. */
+/** A `whenOnline` request found the browser offline or failed on the network, and waits to be sent again. */
 export interface WaitingEvent {
   code: "OFFLINE" | "NETWORK_ERROR" | "TIMEOUT";
   error: RealtimeError;

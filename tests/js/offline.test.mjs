@@ -181,6 +181,8 @@ describe("whenOnline", () => {
     t.client.subscribe("service:svc");
     goLive(t.WS);
     goOffline(t);
+    const waiting = [];
+    t.client.on("waiting", ({ code }) => waiting.push(code));
     let settled = null;
     const p = t.client.book("s1", { quantity: 2, idempotencyKey: "k-1", whenOnline: true }).then((r) => (settled = r));
     await flush();
@@ -188,6 +190,7 @@ describe("whenOnline", () => {
     await flush();
     assert.equal(settled, null, "pending while offline");
     assert.deepEqual(calls, []);
+    assert.ok(waiting.length >= 1 && waiting.every((c) => c === "OFFLINE"), "told it waits, and why");
     goOnline(t);
     await p;
     assert.equal(calls.length, 1);
@@ -214,6 +217,25 @@ describe("whenOnline", () => {
     assert.equal(new Set(calls.map((c) => c.key)).size, 1);
     assert.equal(new Set(calls.map((c) => c.body)).size, 1);
     assert.deepEqual(waiting, ["NETWORK_ERROR", "NETWORK_ERROR"]);
+  });
+
+  test("the client getting live again sends a waiting booking at once (no online event needed)", async () => {
+    let down = true;
+    const { fetch, calls } = fakeFetch((url, init) => {
+      if (down) throw new TypeError("Failed to fetch");
+      return booked(init.headers["idempotency-key"]);
+    });
+    const t = makeClient({ fetch, httpUrl: "http://example.test" });
+    t.client.subscribe("service:svc");
+    const waiting = [];
+    t.client.on("waiting", ({ code }) => waiting.push(code));
+    const p = t.client.book("s1", { whenOnline: true });
+    for (let i = 0; i < 5 && !waiting.length; i++) await flush();
+    assert.deepEqual(waiting, ["NETWORK_ERROR"]);
+    down = false;
+    goLive(t.WS); // before any backoff timer fires
+    assert.equal((await p).booking.id, "b1");
+    assert.equal(calls.length, 2);
   });
 
   test("what the server refuses is not retried: BOOKING_CONFLICT rejects at once", async () => {

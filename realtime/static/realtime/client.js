@@ -158,6 +158,7 @@ export class RealtimeClient extends Emitter {
     if (state === this.state) return;
     const previous = this.state;
     this.state = state;
+    if (state === STATE.LIVE) this._wakeWaiters(); // the server answers: `whenOnline` requests go now
     this._emit("state", { state, previous });
   }
 

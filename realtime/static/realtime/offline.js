@@ -47,7 +47,10 @@ export class Offline {
     if (!this._wanted && this.url && this._WebSocket) this.connect(); // to hear `online`
     const gen = this._gen; // close() bumps it
     for (let tries = 0; ; tries++) {
-      if (this._offline()) await this._networkBack(tries);
+      if (this._offline()) {
+        this._emit("waiting", { code: "OFFLINE", error: offlineError() });
+        await this._networkBack(tries);
+      }
       try {
         return await attempt();
       } catch (err) {

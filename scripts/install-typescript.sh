@@ -6,7 +6,7 @@
 set -euo pipefail
 
 VERSION=5.9.3
-DIR="${REALTIME_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/realtime-tools}/typescript-$VERSION"
+DIR="${REALTIME_TOOLS_DIR:-$HOME/.cache/realtime-test-tools}/typescript-$VERSION"
 TSC="$DIR/node_modules/typescript/bin/tsc"
 if [ -f "$TSC" ]; then
   echo "typescript: $TSC ($(node "$TSC" --version))"

@@ -15,8 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = ROOT / "realtime" / "static" / "realtime.d.ts"
 TS_VERSION = "5.9.3"  # scripts/install-typescript.sh
-TOOLS = Path(os.environ.get("REALTIME_TOOLS_DIR")
-             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "realtime-tools")
+TOOLS = Path(os.environ.get("REALTIME_TOOLS_DIR") or Path.home() / ".cache" / "realtime-test-tools")
 TSC = TOOLS / f"typescript-{TS_VERSION}" / "node_modules" / "typescript" / "bin" / "tsc"
 IN_CI = os.environ.get("CI") == "true"
 

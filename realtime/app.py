@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
         channels = ChannelRuntime(settings, pool, booking, settings.database_url, access,
                                   shared.presence)
         # One EventLog for sockets and HTTP: with DATABASE_READ_URL it reads on the replica the
-        # listener opens, never behind what this process has sent (docs/architecture.md).
+        # listener opens, never behind what this process has sent (docs/scaling.md).
         events = EventLog(pool, channels.listener.reads, lambda: channels.listener.last_pos)
         channels.session.events = events
         app.state.events = events

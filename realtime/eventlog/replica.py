@@ -4,7 +4,7 @@ A hot standby replays the primary's WAL in commit order, so each of its snapshot
 the primary went through: `rt_sequencer.last_pos` read in the same statement says exactly which
 log position a read stands at, as on the primary. What a replica adds is lag: it may stand
 *behind* positions this process has already sent (the hub's position, a client's cursor).
-So every read here names the position it needs (`at_least`), and (docs/architecture.md,
+So every read here names the position it needs (`at_least`), and (docs/scaling.md,
 "Read replicas"):
 
 - a read the replica answers at or past `at_least` is served by the replica;

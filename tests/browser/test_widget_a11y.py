@@ -78,6 +78,10 @@ async def test_keyboard_alone_on_a_375px_phone(server: ServerProcess, pages) -> 
     await wait_attr(page, cls, "data-available", "10")
     assert await fits(page)
     await assert_accessible(page, "booked, at 375 px")
+    await page.emulate_media(color_scheme="dark")
+    assert await page.locator(".rt-widget").evaluate(
+        "e => getComputedStyle(e).backgroundColor") == "rgb(15, 17, 23)"  # the dark palette
+    await assert_accessible(page, "booked, at 375 px, dark")
     # Slots are tappable: at least 44 px tall.
     heights = await page.eval_on_selector_all(
         "[data-slot-id] button", "els => els.map(e => e.getBoundingClientRect().height)")

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash install-browser.sh
+bash install-axe.sh  # axe-core (npm): the accessibility checks of the browser tests
 bash install-asyncapi-schema.sh
 bash install-hosts.sh
 bash install-typescript.sh

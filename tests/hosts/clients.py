@@ -59,6 +59,8 @@ class Client:
     # --- messages ---------------------------------------------------------------------
 
     def on_message(self, sub: Subscriber, payload: bytes) -> None:
+        if sub is not self.sub:
+            return  # a socket this client gave up on (see connect): not its view any more
         msg = orjson.loads(payload)
         kind = msg.get("type")
         if kind == "availability:updated":
@@ -123,6 +125,9 @@ class Client:
             await asyncio.wait_for(loop.create_connection(lambda: sub, self.fleet.host,
                                                           self.fleet.port), CONNECT_TIMEOUT)
         except (OSError, TimeoutError):
+            # The connection may still come up (asyncio.wait_for can time out just as it is
+            # made): the socket is closed when it does, and never read.
+            sub.abort()
             self._lost(None)
 
     def on_lost(self, sub: Subscriber, exc: Exception | None) -> None:

@@ -140,9 +140,9 @@ async def sockets_on_every_worker(served: Served, pids: list[int],
         while len(opened) < MOST_SOCKETS:
             c = await stack.enter_async_context(client(url))
             await c.subscribe(channel)
-            opened.append((c.ws.local_address[1], c))
+            opened.append((c.ws.local_address[:2], c))
             held = holders(served.port, pids)
-            by_worker = {pid: [c for port, c in opened if held.get(port) == pid] for pid in pids}
+            by_worker = {pid: [c for addr, c in opened if held.get(addr) == pid] for pid in pids}
             if all(len(cs) >= PER_WORKER for cs in by_worker.values()):
                 break
         assert sum(len(cs) for cs in by_worker.values()) == len(opened), "a socket no worker holds"
@@ -216,10 +216,15 @@ async def serve_then_stop(served: Served, pids: list[int], dsn: str,
 
 @contextlib.contextmanager
 def killed_if_left(served: Served) -> Iterator[None]:
+    """After a failure: the parent and its workers killed (SIGKILL to the parent alone would
+    leave them running)."""
     try:
         yield
     finally:
         if served.proc.poll() is None:
+            for pid in served.workers():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             served.proc.kill()
             served.proc.wait()
 

@@ -10,6 +10,7 @@ inodes to processes.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,10 +51,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _accepted(port: int) -> dict[int, int]:
+def _address(hex_address: str) -> tuple[str, int]:
+    """An address of /proc/net/tcp ("0100007F:1F90") as (host, port); IPv4 only, else the
+    host stays hex."""
+    host, port = hex_address.rsplit(":", 1)
+    if len(host) == 8:
+        host = socket.inet_ntoa(bytes.fromhex(host)[::-1])
+    return host, int(port, 16)
+
+
+def _accepted(port: int) -> dict[tuple[str, int], int]:
     """Established connections whose local port is `port` (accepted by a server there):
-    the peer's port -> the socket's inode."""
-    out: dict[int, int] = {}
+    the peer's (host, port) -> the socket's inode."""
+    out: dict[tuple[str, int], int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -63,7 +73,7 @@ def _accepted(port: int) -> dict[int, int]:
             fields = line.split()
             local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
             if state == ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
-                out[int(remote.rsplit(":", 1)[1], 16)] = int(inode)
+                out[_address(remote)] = int(inode)
     return out
 
 
@@ -83,8 +93,8 @@ def _inodes(pid: int) -> set[int]:
     return found
 
 
-def holders(port: int, pids: Iterable[int]) -> dict[int, int]:
-    """For the connections accepted on `port`: the client's (peer's) port -> the pid, among
+def holders(port: int, pids: Iterable[int]) -> dict[tuple[str, int], int]:
+    """For the connections accepted on `port`: the client's (host, port) -> the pid, among
     `pids`, that holds the server's end."""
     by_inode = {inode: pid for pid in pids for inode in _inodes(pid)}
     return {peer: by_inode[inode] for peer, inode in _accepted(port).items() if inode in by_inode}

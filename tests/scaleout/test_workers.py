@@ -134,13 +134,14 @@ async def sockets_on_every_worker(served: Served, pids: list[int],
     """Subscribed sockets, opened until every worker holds PER_WORKER of them: worker pid ->
     its clients (told apart by which process holds the server's end of each connection)."""
     url = f"ws://127.0.0.1:{served.port}/ws"
-    opened: list[tuple[int, Client]] = []
+    opened: list[tuple[tuple[str, int], Client]] = []
     stack = contextlib.AsyncExitStack()
     try:
         while len(opened) < MOST_SOCKETS:
             c = await stack.enter_async_context(client(url))
             await c.subscribe(channel)
-            opened.append((c.ws.local_address[:2], c))
+            host, port = c.ws.local_address[:2]
+            opened.append(((host, port), c))
             held = holders(served.port, pids)
             by_worker = {pid: [c for addr, c in opened if held.get(addr) == pid] for pid in pids}
             if all(len(cs) >= PER_WORKER for cs in by_worker.values()):
@@ -215,16 +216,17 @@ async def serve_then_stop(served: Served, pids: list[int], dsn: str,
 
 
 @contextlib.contextmanager
-def killed_if_left(served: Served) -> Iterator[None]:
-    """After a failure: the parent and its workers killed (SIGKILL to the parent alone would
-    leave them running)."""
+def killed_if_left(served: Served, pids: list[int]) -> Iterator[None]:
+    """After a failure: the parent and its workers (`pids`, filled in by the test, and any
+    the parent has now) killed; SIGKILL to the parent alone would leave them running."""
     try:
         yield
     finally:
-        if served.proc.poll() is None:
-            for pid in served.workers():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        running = served.proc.poll() is None
+        for pid in {*pids, *(served.workers() if running else [])}:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if running:
             served.proc.kill()
             served.proc.wait()
 
@@ -235,12 +237,36 @@ async def test_two_workers_on_the_machines_postgresql(database_url: str, tmp_pat
     env = {**os.environ, "DATABASE_URL": database_url}
     served = serve(env, tmp_path / "serve.log")
     pids: list[int] = []
-    with killed_if_left(served):
-        pids = await workers_connected(served, database_url)
+    with killed_if_left(served, pids):
+        pids[:] = await workers_connected(served, database_url)
         assert served.proc.pid not in pids
         code = await serve_then_stop(served, pids, database_url)
     assert_clean(served, pids, code)
     assert await backends(database_url) == {}
+
+
+async def test_workers_stop_when_their_parent_is_killed(database_url: str, tmp_path: Path) -> None:
+    """SIGKILL to the parent (it cannot stop its workers): each worker notices and stops by
+    itself, closing its sockets with 1001 and its connections, instead of serving on alone."""
+    env = {**os.environ, "DATABASE_URL": database_url}
+    served = serve(env, tmp_path / "serve.log")
+    pids: list[int] = []
+    with killed_if_left(served, pids):
+        pids[:] = await workers_connected(served, database_url)
+        channel, _ = await make_slot(f"http://127.0.0.1:{served.port}")
+        async with sockets_on_every_worker(served, pids, channel) as by_worker:
+            served.proc.kill()
+            served.proc.wait()
+            await assert_went_away(by_worker)
+        for _ in range(150):  # 15 s
+            if not any(alive(p) for p in pids):
+                break
+            await asyncio.sleep(0.1)
+    assert [p for p in pids if alive(p)] == [], served.output()
+    assert await backends(database_url) == {}
+    out = served.output(tail=10**7)
+    assert out.count("the supervising process is gone") == WORKERS, out[-6000:]
+    assert out.count("Application shutdown complete") == WORKERS, out[-6000:]
 
 
 def postmasters(pgdata: Path) -> list[int]:
@@ -290,9 +316,9 @@ async def test_two_workers_share_one_embedded_postgresql(data_dir: Path, tmp_pat
     def still_the_one() -> None:
         assert postmasters(pgdata) == postmaster
 
-    with killed_if_left(served):
+    with killed_if_left(served, pids):
         uri: str = await until("the embedded PostgreSQL", dsn, START_WITHIN, served)
-        pids = await workers_connected(served, uri)
+        pids[:] = await workers_connected(served, uri)
         postmaster = postmasters(pgdata)
         assert len(postmaster) == 1, postmaster
         code = await serve_then_stop(served, pids, uri, still_the_one)

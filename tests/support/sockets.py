@@ -78,7 +78,7 @@ def _accepted(port: int) -> dict[tuple[str, int], int]:
 
 
 def _inodes(pid: int) -> set[int]:
-    found = set()
+    found: set[int] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from realtime.db.connect import KEEPALIVES
+from realtime.db.connect import KEEPALIVES, process_name
 from realtime.db.errors import NOT_SENT
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
@@ -181,7 +181,8 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT,
-                    server_settings={"application_name": "realtime-listener", **KEEPALIVES},
+                    server_settings={"application_name": process_name("realtime-listener"),
+                                     **KEEPALIVES},
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener("rt_doorbell", self._ring)

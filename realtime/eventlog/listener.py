@@ -10,20 +10,16 @@ After a reconnect, after a poll, after our own sequencer numbered something: rea
   so that a dead connection is noticed within seconds, not when TCP gives up
   (MagicStack/asyncpg#519); reconnects with backoff and jitter.
 - sequencer task: on a doorbell or every `sequencer_poll_seconds`, a drain, paced to one per
-  `MIN_DRAIN_SPACING` on average (`DRAIN_BURST` at once after a quiet spell; more calls only
-  while a call fills its whole batch); a drain that numbered something is followed by one
-  more, at least `MIN_DRAIN_SPACING` later. A drain is one call, `rt_drain_events()`: it
-  numbers what is committed and returns the events after `last_pos`, which it hands to the hub
-  itself (one round trip between a booking's commit and its dispatch, not a sequencer call and
-  then a read). It runs on the LISTEN connection when that is idle, so it waits for no pooled
-  connection behind the bookings; else on a pooled one.
+  `MIN_DRAIN_SPACING` on average (`DRAIN_BURST` at once after a quiet spell), and one more at
+  least that long after a drain that numbered something. A drain is one call on the LISTEN
+  connection (lending.py), `rt_drain_events()`: it numbers what is committed and returns the
+  events after `last_pos`, which it hands to the hub itself.
 - reader task: on `rt_events` from another process's sequencer (or a backstop poll) fetch the
   events after `last_pos` and hand each batch to the hub. With a read replica
   (`DATABASE_READ_URL`, replica.py) it reads everything there (drains only number): a NOTIFY
   from the primary says which position exists (its payload), and while the replica has not
-  replayed it the reader polls the replica every few milliseconds; the replica's positions are
-  a prefix of the primary's, so reading `pos > last_pos` there never skips one, it only comes
-  later.
+  replayed it the reader polls it every few milliseconds; the replica's positions are a prefix
+  of the primary's, so reading `pos > last_pos` there never skips one, it only comes later.
 - pruner task: deletes events older than the retention.
 """
 
@@ -38,7 +34,8 @@ from typing import Any
 
 import asyncpg
 
-from realtime.db.connect import KEEPALIVES
+from realtime.db.connect import KEEPALIVES, process_name
+from realtime.db.errors import NOT_SENT
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
 from realtime.eventlog.events import Event, drain, fetch_after, fetch_after_with_state, fetch_between
@@ -54,6 +51,10 @@ BATCH = 1000
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 5.0
+# The longest wait between two attempts of the listener, sequencer or reader to reach the
+# database again. With the default (5 s) subscribers converged 4.3 s after a 10 s outage ended
+# (tests/faults); each process makes one attempt per task at most every 2 s while it is down.
+RECONNECT_CAP = 2.0
 READER_BACKSTOP = 1.0
 # While the replica has not replayed an announced position: the first poll soon after (WAL
 # replay usually takes a millisecond or two), then less often.
@@ -67,8 +68,7 @@ PRUNE_INTERVAL = 60.0
 MIN_DRAIN_SPACING = 0.010
 # Drains that may start at once after a quiet spell (the average stays one per spacing).
 DRAIN_BURST = 2
-# A drain waits at most this long for its answer, then is given up and retried (with a read
-# replica drains only number, on a pooled connection, and wait there for the sequencer's lock).
+# A drain waits at most this long for its answer (then it is retried).
 DRAIN_TIMEOUT = 10.0
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -119,6 +119,9 @@ class Listener:
         self.last_pos = 0
         self.not_ready: str | None = "the listener has not connected yet"
         self.connects = 0
+        # PostgreSQL itself said it is down (refused the connection, or is starting or shutting
+        # down), rather than the network going silent: every process is as blind as this one.
+        self.database_down = False
         self.sequencer_calls = 0
 
     async def start(self) -> None:
@@ -194,13 +197,15 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT,
-                    server_settings={"application_name": "realtime-listener", **KEEPALIVES},
+                    server_settings={"application_name": process_name("realtime-listener"),
+                                     **KEEPALIVES},
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener("rt_doorbell", self._ring)
                 await conn.add_listener("rt_events", self._events_published)
                 self._conn = self._listen.conn = conn
                 self.not_ready = None
+                self.database_down = False
                 metrics.LISTENER_CONNECTED.set(1)
                 if self.connects:
                     metrics.LISTENER_RECONNECTS.inc()
@@ -218,6 +223,7 @@ class Listener:
                 self.not_ready = "the listener lost its database connection"
             except DB_ERRORS as exc:
                 self.not_ready = f"the listener cannot reach the database ({type(exc).__name__})"
+                self.database_down = isinstance(exc, NOT_SENT)
                 log.warning("listener connection: %s: %s", type(exc).__name__, exc)
             finally:
                 metrics.LISTENER_CONNECTED.set(0)
@@ -227,7 +233,7 @@ class Listener:
                 if conn is not None:
                     conn.terminate()
             attempt += 1
-            await asyncio.sleep(backoff(attempt))
+            await asyncio.sleep(backoff(attempt, cap=RECONNECT_CAP))
 
     async def _sequencer(self) -> None:
         attempt = 0
@@ -241,10 +247,8 @@ class Listener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._doorbell.wait(), wait)
             # Under a stream of bookings every drain clears the doorbell and the next booking
-            # rings again: unpaced, a hot slot would pay a drain (and a NOTIFY) per booking.
-            # A token bucket: one drain per MIN_DRAIN_SPACING on average, and after a quiet
-            # spell up to DRAIN_BURST at once, so that a booking just after another one's drain
-            # is not held for the spacing at light load.
+            # rings again: unpaced, a hot slot would pay a drain (and a NOTIFY) per booking. The
+            # bucket's burst serves a booking just after another one's drain at light load.
             now = loop.time()
             tokens = min(DRAIN_BURST, tokens + (now - refilled) / MIN_DRAIN_SPACING)
             refilled = now
@@ -275,7 +279,7 @@ class Listener:
             except DB_ERRORS as exc:
                 log.warning("sequencer: %s: %s", type(exc).__name__, exc)
                 attempt += 1
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(backoff(attempt, cap=RECONNECT_CAP))
 
     async def _drain(self) -> tuple[int, bool]:
         """One sequencer call, and with it the read when the reader reads the primary:
@@ -325,8 +329,7 @@ class Listener:
         return int(last)
 
     def _sequenced(self, count: int, read: bool = False) -> None:
-        """After a sequencer call: count it, and have the reader fetch what it numbered
-        unless the call read it."""
+        """After a sequencer call: count it; the reader fetches what it numbered, unread."""
         self.sequencer_calls += 1
         metrics.SEQUENCER_CALLS.inc()
         if count:
@@ -364,7 +367,7 @@ class Listener:
                 log.warning("reader: %s: %s", type(exc).__name__, exc)
                 self._wake_reader.set()
                 attempt += 1
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(backoff(attempt, cap=RECONNECT_CAP))
 
     async def _fetch(self) -> list[Event]:
         """The next batch after `last_pos`: from the replica while reads use it, else (or if it

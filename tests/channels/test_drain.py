@@ -20,7 +20,7 @@ async def listener_query(database_url: str) -> str:
     try:
         return str(await conn.fetchval(
             "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'realtime-listener'"))
+            " AND application_name LIKE 'realtime-listener%'"))
     finally:
         await conn.close()
 

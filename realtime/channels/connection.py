@@ -264,7 +264,8 @@ class Connection:
                 if len(data) > MAX_FRAME_BYTES:
                     self.sub.close(CLOSE_TOO_BIG)
                     continue
-                self.reply_error(MessageError(BadMessage("send text frames, one JSON object each")))
+                self.reply_error(MessageError(BadMessage(
+                    "message: send text frames, one JSON object each", field="message")))
                 continue
             if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
                 self.sub.close(CLOSE_TOO_BIG)

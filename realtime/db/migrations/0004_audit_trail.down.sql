@@ -13,6 +13,5 @@ DROP FUNCTION IF EXISTS rt_cancel(uuid, text, text, text);
 DROP FUNCTION IF EXISTS rt_release(uuid, text, text, text);
 DROP FUNCTION IF EXISTS rt_hold(uuid, integer, text, integer, text, text);
 DROP FUNCTION IF EXISTS rt_book(uuid, integer, text, uuid, text, text, text, text, text, text);
-DROP FUNCTION IF EXISTS rt_acting(text, text);
 ALTER TABLE rt_audit DROP COLUMN IF EXISTS request_id;
 ALTER TABLE rt_audit DROP COLUMN IF EXISTS actor;

@@ -9,7 +9,6 @@
 -- it never holds the caller's LISTEN connection in a lock queue; what that call numbers is
 -- announced by its NOTIFY, and the caller drains again a little later for the rest. With no
 -- events to return, that row is the only one and its event columns are NULL.
--- (Version 5: 0004 is left to a concurrent change; versions may have gaps.)
 CREATE OR REPLACE FUNCTION rt_drain_events(p_after bigint, p_limit integer)
 RETURNS TABLE (numbered integer, pos bigint, id bigint, kind text, slot_id text,
                service_id text, vendor_id text, version bigint, quantity integer,

@@ -105,3 +105,38 @@ def test_thaw_after_many_freezes_and_never_counts_on_the_timer(
         assert gcwatch._freezes == 0
     finally:
         gc.unfreeze()
+
+
+def test_thaws_after_closes_back_off_while_they_find_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thaw after many closes that collects next to nothing doubles the wait before the
+    next one; one that finds a leaking socket's worth of garbage per close resets it."""
+    base = gcwatch.THAW_MIN_INTERVAL
+    closes = gcwatch.THAW_AFTER_CLOSED
+    monkeypatch.setattr(gcwatch, "_closed_interval", base)
+    monkeypatch.setattr(gcwatch, "_freezes", 0)
+
+    def thaw_after(seconds: float) -> bool:
+        monkeypatch.setattr(gcwatch, "_closed", closes)
+        monkeypatch.setattr(gcwatch, "_last_thaw", time.monotonic() - seconds)
+        return gcwatch.maybe_thaw(open_sockets=10)
+
+    try:
+        gc.collect()
+        assert thaw_after(base + 1)  # nothing to find
+        assert gcwatch._closed_interval == 2 * base
+        assert not thaw_after(base + 1)
+        assert thaw_after(2 * base + 1)
+        assert gcwatch._closed_interval == 4 * base
+        leaked = []
+        for _ in range(closes * gcwatch.GARBAGE_PER_CLOSED // 2):
+            a: list[object] = []
+            a.append([a])  # two lists in a cycle
+            leaked.append(a)
+        gc.freeze()
+        del leaked, a  # garbage now, frozen: as a closed socket's cycles would be
+        assert thaw_after(4 * base + 1)
+        assert gcwatch._closed_interval == base
+    finally:
+        gc.unfreeze()

@@ -86,6 +86,7 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 class Connection:
     __slots__ = (
+        "__weakref__",  # gcwatch watches a sample of closed connections go
         "_abort_scheduled",
         "_bucket",
         "_close_sent",
@@ -158,7 +159,7 @@ class Connection:
             pass  # the peer went away mid-close
         finally:
             self._finished = True
-            gcwatch.closed()
+            gcwatch.closed(self)
             self.host.closed(self)
             if self._closed_waiter is not None and not self._closed_waiter.done():
                 self._closed_waiter.set_result(None)

@@ -21,12 +21,15 @@ sockets open took a process from 66 to 357 MiB. Now a socket's references to its
 when it closes (`Subscriber.detach`, wsprotocol.py), and reference counting frees it at once,
 frozen or not (tests/channels/test_churn.py). Thawing stays as a safety net for cycles made
 elsewhere: once many sockets closed since the last time, or after many freezes, everything is
-thawed and collected once (`maybe_thaw`). A thaw after closes that finds next to nothing
-doubles the wait before the next one (up to the many-freezes interval), since each walks
-every live object (hundreds of ms with 10,000 sockets); one that finds garbage brings the
-wait back to a minute. The policy never asks how many objects are frozen on its timer:
-`gc.get_freeze_count()` walks the whole frozen list, which blocked the loop for about 58 ms
-every second with 10,000 sockets.
+thawed and collected once (`maybe_thaw`). Each thaw walks every live object (hundreds of ms
+with 10,000 sockets), so after closes it comes a minute after the last one only if closed
+sockets are seen to outlive their close (a sample of them is watched through weak
+references); otherwise it waits four minutes at first, then twice as long after every thaw
+that finds next to nothing, up to the many-freezes interval, and a minute after one that
+finds garbage. The
+policy never asks how many objects are frozen on its timer: `gc.get_freeze_count()` walks
+the whole frozen list, which blocked the loop for about 58 ms every second with 10,000
+sockets.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import contextlib
 import gc
 import logging
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,9 +52,16 @@ THAW_AFTER_CLOSED = 2000
 THAW_AFTER_FREEZES = 200
 THAW_MIN_INTERVAL = 60.0
 THAW_FREEZES_INTERVAL = 600.0
+# The wait after closes while no closed socket is seen to outlive its close, at first.
+THAW_UNSEEN_INTERVAL = 240.0
 # Objects a thaw must collect per socket closed since the last one for closes to count as
 # leaving garbage (a socket whose cycles were not cut left about a hundred).
 GARBAGE_PER_CLOSED = 10
+# One closed socket in WATCH_EVERY is watched; one still alive LEAK_AFTER seconds after its
+# close was not freed by reference counting.
+WATCH_EVERY = 50
+WATCHED = 64
+LEAK_AFTER = 2.0
 
 _started = 0.0
 _longest = 0.0
@@ -57,7 +69,8 @@ _closed = 0
 _opened = 0
 _freezes = 0
 _last_thaw = time.monotonic()
-_closed_interval = THAW_MIN_INTERVAL
+_closed_interval = THAW_UNSEEN_INTERVAL
+_watched: deque[tuple[float, weakref.ref[object]]] = deque(maxlen=WATCHED)
 
 
 def _freeze() -> None:
@@ -100,9 +113,19 @@ def opened() -> None:
     _opened += 1
 
 
-def closed() -> None:
+def closed(owner: object | None = None) -> None:
+    """A socket closed; `owner`, its object, may be watched to see that it goes."""
     global _closed
     _closed += 1
+    if owner is not None and _closed % WATCH_EVERY == 0:
+        _watched.append((time.monotonic(), weakref.ref(owner)))
+
+
+def leaking(now: float | None = None) -> bool:
+    """Whether a watched socket is still alive well after its close: closed sockets are not
+    freed by reference counting, and wait for a collection (frozen: for a thaw)."""
+    now = time.monotonic() if now is None else now
+    return any(ref() is not None for at, ref in _watched if now - at >= LEAK_AFTER)
 
 
 @contextlib.contextmanager
@@ -140,7 +163,8 @@ def maybe_thaw(open_sockets: int) -> bool:
     now = time.monotonic()
     many_closed = _closed >= max(THAW_AFTER_CLOSED, open_sockets // 2)
     many_freezes = _freezes >= THAW_AFTER_FREEZES
-    if not (many_closed and now - _last_thaw >= _closed_interval) and not (
+    wait = THAW_MIN_INTERVAL if many_closed and leaking(now) else _closed_interval
+    if not (many_closed and now - _last_thaw >= wait) and not (
         many_freezes and now - _last_thaw >= THAW_FREEZES_INTERVAL
     ):
         return False
@@ -151,6 +175,7 @@ def maybe_thaw(open_sockets: int) -> bool:
     gc.unfreeze()
     collected = gc.collect()  # a full collection: the callback freezes the survivors again
     _freezes = 0
+    _watched.clear()
     if many_closed:
         found = collected >= GARBAGE_PER_CLOSED * closed
         _closed_interval = (THAW_MIN_INTERVAL if found

@@ -91,6 +91,7 @@ def pause_figures(pauses: list[list[float]]) -> dict[str, Any]:
                            "full_collections": sum(1 for p in pauses if p[0] == 2)}
     for name, k in (("wall", 1), ("cpu", 2)):
         values = sorted(p[k] for p in pauses)
+        out[f"pause_total_{name}_ms"] = round(sum(values), 1)
         out[f"pause_p99_{name}_ms"] = round(percentile(values, 0.99), 2) if values else None
         out[f"pause_max_{name}_ms"] = round(values[-1], 2) if values else None
     return out
@@ -99,14 +100,16 @@ def pause_figures(pauses: list[list[float]]) -> dict[str, Any]:
 def table(runs: list[dict[str, Any]]) -> str:
     lines = ["| server | rate asked (done) /s | cycles | failed | RSS before sockets (MiB) | "
              "steady, 500 open (MiB) | peak under churn (MiB) | peak / steady | "
-             "collections (full) | pause p99 / max, wall (ms) | pause p99 / max, CPU (ms) |",
+             "collections (full) | pauses: total / p99 / max, wall (ms) | "
+             "pauses: total / p99 / max, CPU (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
             f"| {r['server']} | {r['rate']:,} ({r['achieved_per_s']:,}) | {r['cycles']:,} | "
             f"{r['failed']} | {r['base_mib']} | {r['steady_mib']} | {r['peak_mib']} | "
             f"**{r['peak_over_steady']}x** | {r['collections']} ({r['full_collections']}) | "
-            f"{r['pause_p99_wall_ms']} / {r['pause_max_wall_ms']} | "
+            f"{r.get('pause_total_wall_ms', '-')} / {r['pause_p99_wall_ms']} / "
+            f"{r['pause_max_wall_ms']} | {r.get('pause_total_cpu_ms', '-')} / "
             f"{r['pause_p99_cpu_ms']} / {r['pause_max_cpu_ms']} |")
     return "\n".join(lines)
 

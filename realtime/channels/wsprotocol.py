@@ -33,7 +33,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 
 class Inbox:
-    """The part of `asyncio.Queue` that uvicorn's protocol uses: `put_nowait`, `get`, `empty`."""
+    """The part of `asyncio.Queue` that uvicorn's protocol uses: `put_nowait`, `get`, `empty`.
+
+    Bounded as uvicorn's queue was: uvicorn stops reading the socket while a message waits
+    here, so it holds one message, and at most a disconnect besides."""
 
     __slots__ = ("_items", "_waiter")
 

@@ -26,6 +26,9 @@ WORKERS = 4
 def worker_main(conn: Any, src: str, port: int, path: str) -> None:
     import uvloop
 
+    from realtime.cli import raise_open_files
+
+    raise_open_files()  # thousands of sockets a process: past the usual soft limit of 1,024
     uvloop.install()
     asyncio.run(_worker(conn, src, port, path))
 

@@ -126,17 +126,11 @@ def redis_server_url(tmp_path_factory) -> Iterator[str]:
     """A Redis: the machine's on 127.0.0.1:6379, else one started here; skipped (failed in
     CI) when neither is possible."""
     import shutil
-    import socket
     import subprocess
     import time
 
-    def answers(port: int) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+    from tests.support.server import free_port
+    from tests.support.server import redis_answers as answers
 
     if answers(6379):
         yield "redis://127.0.0.1:6379"
@@ -146,8 +140,6 @@ def redis_server_url(tmp_path_factory) -> Iterator[str]:
         if IN_CI:
             pytest.fail("CI: no Redis on 127.0.0.1:6379 and no redis-server to start")
         pytest.skip("no Redis on 127.0.0.1:6379 and redis-server is not installed")
-    from tests.support.server import free_port
-
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],

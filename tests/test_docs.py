@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,7 @@ def _claims() -> list[tuple[str, str]]:
     from realtime.booking import gate
     from realtime.channels import connection, protocol, runtime, writer
     from realtime.channels.subscriber import Subscriber
+    from realtime.db.errors import DEADLINE
     from realtime.eventlog import listener, store
     from realtime.http import responses
     from realtime.loadtest import options as runner
@@ -96,11 +98,57 @@ def _claims() -> list[tuple[str, str]]:
         ("api.md", f"(at most {store.SNAPSHOT_LIMIT:,}, by start time)"),
         ("api.md", f"| 413 | `PAYLOAD_TOO_LARGE` | body over {responses.MAX_BODY // 1024} KiB |"),
         ("api.md", f"kept {_idempotency_hours()} hours"),
+        ("api.md", f"or did not answer within {DEADLINE:g} s"),
+        ("faults.md", f"has a deadline of {DEADLINE:g} s"),
+        ("faults.md", f"503 `DATABASE_UNAVAILABLE` within {DEADLINE:g} s"),
+        ("deployment.md", f"the listener reconnects (backoff capped at {listener.RECONNECT_CAP:g} s)"),
         ("configuration.md", f"(a crashed process stops counting within {ttl:g} s)"),
         ("loadtest.md", f"at most {runner.MAX_SOCKETS:,} sockets, {runner.MAX_RATE:,.0f} bookings/s and "
                         + ("one hour" if runner.MAX_DURATION == 3600 else f"{runner.MAX_DURATION:g} s")),
         ("loadtest.md", f"one process holds up to {runner.MAX_SOCKETS_PER_PROCESS:,} sockets"),
+        *_scaling_claims(defaults, ttl),
     ]
+
+
+def _every(seconds: float) -> str:
+    return "every second" if seconds == 1 else f"every {seconds:g} s"
+
+
+def _scaling_claims(defaults: Any, ttl: float) -> list[tuple[str, str]]:
+    """scaling.md: the connections and the timers of a process, and the sharing through Redis."""
+    from realtime.channels import handoff, runtime
+    from realtime.eventlog import listener
+    from realtime.shared import link
+    from realtime.webhooks import dispatcher
+
+    per_process = defaults.pool_size + 1
+    timers = [defaults.sequencer_poll_seconds, listener.READER_BACKSTOP,
+              listener.HEARTBEAT_INTERVAL, defaults.sweep_interval_seconds,
+              dispatcher.POLL_SECONDS]
+    idle = sum(1 / t for t in timers)
+    return [("scaling.md", phrase) for phrase in (
+        f"up to `REALTIME_POOL_SIZE` (default {defaults.pool_size})",
+        f"{per_process} per process by default",
+        f"(100 - 3) / {per_process} = {97 // per_process} processes",
+        f"with a heartbeat `SELECT 1` {_every(listener.HEARTBEAT_INTERVAL)}",
+        f"| {_every(defaults.sequencer_poll_seconds)} | `REALTIME_SEQUENCER_POLL` |",
+        f"| {_every(listener.READER_BACKSTOP)} | `realtime/eventlog/listener.py: READER_BACKSTOP` |",
+        f"| {_every(listener.HEARTBEAT_INTERVAL)} | `HEARTBEAT_INTERVAL` |",
+        f"| {_every(defaults.sweep_interval_seconds)} | `REALTIME_SWEEP_INTERVAL` |",
+        f"| {_every(dispatcher.POLL_SECONDS)} | `realtime/webhooks/dispatcher.py: POLL_SECONDS` |",
+        f"| {_every(listener.PRUNE_INTERVAL)} | `PRUNE_INTERVAL` |",
+        f"That is {idle:g} transactions a second",
+        f"The one that numbered drains once more after {listener.MIN_DRAIN_SPACING * 1000:g} ms",
+        f"spaced at least {listener.MIN_DRAIN_SPACING * 1000:g} ms apart in each process",
+        f"at most {1 / listener.MIN_DRAIN_SPACING:g} per process by the drain spacing",
+        f"a heartbeat key that expires after {ttl:g} s, "
+        + ("once a second" if runtime.PRESENCE_INTERVAL == 1
+           else f"every {runtime.PRESENCE_INTERVAL:g} s"),
+        f"(a call times out after {link.TIMEOUT:g} s)",
+        f"a ping {_every(link.PING_SECONDS)} notices its return",
+        f"(`REALTIME_RESUME_EVENTS`, default {defaults.resume_events:,}",
+        f"at most {handoff.HANDOFF_RATE:,.0f} a second, all within {handoff.HANDOFF_SPREAD:g} s",
+    )]
 
 
 def _hold_ttl() -> tuple[int, int, int]:
@@ -190,3 +238,32 @@ def test_docs_name_only_paths_that_exist():
     missing = sorted({(doc.name, p) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
                       for p in path.findall(doc.read_text()) if not (ROOT / p).exists()})
     assert not missing, missing
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def _anchors(doc: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.M | re.S)  # no code blocks
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_doc_links_reach_a_file_and_a_heading():
+    """Every relative link in the README and docs/ names a file that exists and, with
+    `#anchor`, a heading of that file."""
+    broken = []
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.M | re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, broken

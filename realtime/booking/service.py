@@ -7,6 +7,7 @@ shape; the database still enforces every invariant.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 from realtime import errors
 from realtime.access import Acting
 from realtime.booking.gate import SlotGates
-from realtime.db.errors import retrying
+from realtime.db.errors import DEADLINE, retrying, unavailable
 from realtime.db.interface import ConnectionPool
 
 # No customer, no ownership check, no idempotency scope: tools, tests and the demo.
@@ -63,13 +64,14 @@ class BookingService:
         self.gates = SlotGates()
 
     async def _call(self, sql: str, *args: Any) -> dict[str, Any]:
-        return _outcome(await retrying(lambda: self.pool.fetchval(sql, *args)))
+        """A write through one of the database functions."""
+        return _outcome(await retrying(lambda: self.pool.fetchval(sql, *args), write=True))
 
     # -- admin ------------------------------------------------------------------------------
 
     async def create_vendor(self, name: str) -> dict[str, Any]:
         row = await retrying(lambda: self.pool.fetchrow(
-            "INSERT INTO rt_vendors (name) VALUES ($1) RETURNING id::text, name", name))
+            "INSERT INTO rt_vendors (name) VALUES ($1) RETURNING id::text, name", name), write=True)
         assert row is not None  # INSERT ... RETURNING without a WHERE always returns it
         return dict(row)
 
@@ -78,7 +80,7 @@ class BookingService:
             """INSERT INTO rt_services (vendor_id, name, exclusive)
                SELECT id, $2, $3 FROM rt_vendors WHERE id = $1
                RETURNING id::text, vendor_id::text, name, exclusive""",
-            vendor_id, name, exclusive))
+            vendor_id, name, exclusive), write=True)
         if row is None:
             raise errors.VendorNotFound()
         return dict(row)
@@ -140,8 +142,12 @@ class BookingService:
 
     async def _gated(self, slot_id: str, sql: str, *args: Any) -> dict[str, Any]:
         """A write that locks the slot's row, through this process's gate for that slot."""
-        async with self.gates.enter(slot_id):
-            result = await retrying(lambda: self.pool.fetchval(sql, *args))
+        try:
+            # The wait at the gate counts: behind writes that hang, it would add up.
+            async with asyncio.timeout(DEADLINE), self.gates.enter(slot_id):
+                result = await retrying(lambda: self.pool.fetchval(sql, *args), write=True)
+        except TimeoutError as exc:
+            raise unavailable(exc, write=True) from exc
         slot = result.get("slot")
         if slot:  # absent when the slot, or the hold being confirmed, does not exist
             self.gates.seen(slot["id"], slot["available"])

@@ -18,7 +18,11 @@ Two occasions:
   process that follows the log, and resume from their cursors: they miss nothing. The grace lets
   a brief drop (a PostgreSQL restart, a failover) pass without a reconnect storm: the listener
   reconnects and reads everything committed meanwhile from the log, so subscribers only see
-  their updates late.
+  their updates late. Nor are sockets closed while PostgreSQL itself says it is down (it refuses
+  connections, or answers that it is starting or shutting down): then every process is as
+  blind as this one, nothing commits anywhere, and a client moved would only be closed again
+  (a reconnect storm every few seconds for the length of the outage). Sockets stay open and
+  get what was missed once the database is back.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
 
 
 class _Listener(Protocol):
+    database_down: bool
+
     def ready(self) -> str | None: ...
 
 
@@ -84,7 +90,7 @@ async def shed_while_blind(runtime: Followed) -> None:
     while True:
         await asyncio.sleep(CHECK_INTERVAL)
         reason = runtime.listener.ready()
-        if reason is None or runtime.closing:
+        if reason is None or runtime.closing or runtime.listener.database_down:
             if shedding and reason is None:
                 log.warning("following the event log again: sockets stay open")
             blind_since, shedding = None, False

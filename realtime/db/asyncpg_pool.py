@@ -1,9 +1,8 @@
 """asyncpg's own pool behind `ConnectionPool`: the conservative fallback (`REALTIME_POOL=asyncpg`).
 
 It is asyncpg's pool as asyncpg ships it: a queue of connections served in turn, a reset
-query on every release (`RESET ALL; UNLISTEN *; ...`), a statement cancelled by its caller
-cancelled on the server too and its connection reset before reuse, connections opened on
-demand up to the size (one at start, so a wrong DSN fails at once). It costs more client CPU
+query on every release (`RESET ALL; UNLISTEN *; ...`), connections opened on demand up to the
+size (one at start, so a wrong DSN fails at once). It costs more client CPU
 per call than ours (docs/architecture.md, "Why our own connection pool"); it is here for the
 day ours is suspected of a bug, or an asyncpg release changes what ours relies on.
 
@@ -12,6 +11,10 @@ What this adapter adds, and where it differs from ours:
   saturating booking load the event pipeline's loans wait with the bookings.
 - `waiting` is counted here (asyncpg does not expose it): callers that asked for a connection
   and have not got one, including those whose new connection is being opened.
+- A connection that comes back in doubt (its caller was cancelled or timed out, or its socket
+  failed) is terminated, not reset: asyncpg would first cancel the statement on the server and
+  wait for that, and a database that stopped answering would hold the caller there (past the
+  request's deadline, until the network came back). Ours does the same.
 - `close()` refuses new calls with `PoolClosed` at once and gives lent connections
   `CLOSE_TIMEOUT` to come back before terminating them. A caller that was waiting when the
   pool closed gets `PoolClosed` when a connection comes free, and its statement is not run;
@@ -72,6 +75,9 @@ class AsyncpgPool:
         conn = await self._checkout()
         try:
             return await getattr(conn, method)(query, *args)
+        except BaseException as exc:
+            _drop_in_doubt(conn, exc)
+            raise
         finally:
             await self._pool.release(conn)
 
@@ -84,6 +90,9 @@ class AsyncpgPool:
         conn = await self._checkout()
         try:
             yield conn
+        except BaseException as exc:
+            _drop_in_doubt(conn, exc)
+            raise
         finally:
             await self._pool.release(conn)
 
@@ -131,3 +140,10 @@ class AsyncpgPool:
             conn.terminate()
             raise PoolClosed("the pool is closed")
         return conn
+
+
+def _drop_in_doubt(conn: Any, exc: BaseException) -> None:
+    """Terminates a connection whose statement failed with anything but an error PostgreSQL
+    answered: released closed, it goes back to the pool at once (and is replaced on demand)."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        conn.terminate()

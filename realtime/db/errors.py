@@ -18,6 +18,12 @@ from realtime.errors import BookingConflict, DatabaseUnavailable, RealtimeError,
 log = logging.getLogger("realtime.db")
 T = TypeVar("T")
 
+# The longest a request waits for the database, all attempts and queues included: one that
+# stops answering without closing its connections (a partition that drops packets) would
+# otherwise hold the caller for the command timeout (30 s) or TCP's minutes. The client gets
+# its 503 within 5 s, the contract's bound, with room for the rest of the request.
+DEADLINE = 4.0
+
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -33,14 +39,44 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
+# Failures that prove the statement never reached the database: no connection could be made,
+# or the server refused it before any statement. Any other failure of a write may have come
+# after PostgreSQL committed it (the answer was lost, or it never came).
+NOT_SENT: tuple[type[BaseException], ...] = (
+    ConnectionRefusedError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
 
 
-async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
-    """Runs `op` (one whole transaction) again on deadlock or serialization failure.
+def unavailable(exc: BaseException, write: bool) -> DatabaseUnavailable:
+    """The 503 for `exc`: for a write that may have reached the database, with
+    `outcome: unknown` (a retry with the same Idempotency-Key learns the real outcome)."""
+    if write and not isinstance(exc, NOT_SENT):
+        return DatabaseUnavailable(
+            "the database stopped answering; the change may have been made: retry with the "
+            "same Idempotency-Key to learn its outcome", outcome="unknown")
+    return DatabaseUnavailable()
+
+
+async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8, write: bool = False,
+                   deadline: float = DEADLINE) -> T:
+    """Runs `op` (one whole transaction) again on deadlock or serialization failure, all
+    within `deadline` seconds; DatabaseUnavailable when the database cannot be reached or does
+    not answer in time (`write`: the transaction changes something, see `unavailable`).
 
     40P01 and 40001 mean PostgreSQL rolled the whole transaction back, so running it again
     is safe; the jittered backoff keeps the retries of two victims from colliding again.
     """
+    try:
+        async with asyncio.timeout(deadline):
+            return await _attempts(op, attempts)
+    except UNAVAILABLE as exc:
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        raise unavailable(exc, write) from exc
+
+
+async def _attempts(op: Callable[[], Awaitable[T]], attempts: int) -> T:
     for attempt in range(attempts):
         try:
             return await op()
@@ -63,7 +99,4 @@ async def retrying(op: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
                       str(exc).split("\n")[0], exc.sqlstate)
             raise RealtimeError("the database refused a value the server should have refused "
                                 "first; see the server log") from exc
-        except UNAVAILABLE as exc:
-            log.warning("database unavailable: %s", exc.__class__.__name__)
-            raise DatabaseUnavailable() from exc
     raise AssertionError("unreachable")

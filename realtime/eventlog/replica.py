@@ -4,7 +4,7 @@ A hot standby replays the primary's WAL in commit order, so each of its snapshot
 the primary went through: `rt_sequencer.last_pos` read in the same statement says exactly which
 log position a read stands at, as on the primary. What a replica adds is lag: it may stand
 *behind* positions this process has already sent (the hub's position, a client's cursor).
-So every read here names the position it needs (`at_least`), and (docs/architecture.md,
+So every read here names the position it needs (`at_least`), and (docs/scaling.md,
 "Read replicas"):
 
 - a read the replica answers at or past `at_least` is served by the replica;
@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from realtime.db.connect import create_pool
+from realtime.db.connect import create_pool, process_name
 from realtime.db.errors import UNAVAILABLE
 from realtime.db.interface import ConnectionPool
 from realtime.errors import NotFound
@@ -268,7 +268,8 @@ class ReadReplica:
             # read would wait for them. lock_timeout bounds that like any other wait for replay
             # (LockNotAvailable: that read goes to the primary).
             self.pool = await create_pool(
-                self.dsn, self.size, self.implementation, application_name="realtime-read",
+                self.dsn, self.size, self.implementation,
+                application_name=process_name("realtime-read"),
                 command_timeout=STATEMENT_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
                 server_settings={"lock_timeout": f"{int(WAIT * 1000)}ms"})
         row = await self.pool.fetchrow(_STATE)

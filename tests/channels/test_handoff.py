@@ -32,7 +32,9 @@ async def test_sockets_close_with_1013_while_the_database_is_unreachable(databas
         async with client(live.ws_url) as c:
             cursor = (await c.subscribe(channel))["cursor"]
             cut_at = time.monotonic()
-            await proxy.cut()
+            # A partition (nothing answers), not PostgreSQL refusing: sockets stay open then.
+            proxy.blackhole()
+            await proxy.drop()
             bound = FOLLOW_GRACE + HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + 2
             assert await c.closed(within=bound) == CLOSE_OVERLOAD
             assert time.monotonic() - cut_at >= FOLLOW_GRACE
@@ -40,7 +42,7 @@ async def test_sockets_close_with_1013_while_the_database_is_unreachable(databas
             assert await late.closed(within=2) == CLOSE_OVERLOAD
         # Committed while the server was blind: the resume must carry it.
         booked = await world.booking.book(slot, 1)
-        await proxy.start()
+        proxy.heal()
         for _ in range(200):
             if live.runtime.ready() is None:
                 break

@@ -18,15 +18,15 @@ def _flat(doc: str) -> str:
 
 def _claims() -> list[tuple[str, str]]:
     return [
-        ("architecture.md", f"for at most {replica.WAIT:g} s (`WAIT`)"),
-        ("architecture.md", f"unreplayed for more than {replica.MAX_LAG:g} s (`MAX_LAG`)"),
-        ("architecture.md", "Every second (`RETRY`)" if replica.RETRY == 1
+        ("scaling.md", f"for at most {replica.WAIT:g} s (`WAIT`)"),
+        ("scaling.md", f"unreplayed for more than {replica.MAX_LAG:g} s (`MAX_LAG`)"),
+        ("scaling.md", "Every second (`RETRY`)" if replica.RETRY == 1
          else f"Every {replica.RETRY:g} s (`RETRY`)"),
-        ("architecture.md", f"{listener.REPLICA_POLL_FIRST * 1000:g} ms after the previous read, "
+        ("scaling.md", f"{listener.REPLICA_POLL_FIRST * 1000:g} ms after the previous read, "
                             f"then doubling up to every {listener.REPLICA_POLL_MAX * 1000:g} ms"),
-        ("architecture.md", f"a connect timeout of {replica.CONNECT_TIMEOUT:g} s, a statement "
+        ("scaling.md", f"a connect timeout of {replica.CONNECT_TIMEOUT:g} s, a statement "
                             f"timeout of {replica.STATEMENT_TIMEOUT:g} s"),
-        ("architecture.md", f"half of `REALTIME_POOL_SIZE`, at least {replica.read_pool_size(1)} "
+        ("scaling.md", f"half of `REALTIME_POOL_SIZE`, at least {replica.read_pool_size(1)} "
                             "connections"),
         ("configuration.md", f"waits for it (at most {replica.WAIT:g} s)"),
         ("configuration.md", f"unreplayed for more than {replica.MAX_LAG:g} s"),

@@ -20,6 +20,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_answers(port: int) -> bool:
+    """Whether a Redis on 127.0.0.1:`port` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 class ServerProcess:
     """Starts, stops and restarts `realtime serve` against one database, on one port."""
 

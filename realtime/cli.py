@@ -272,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="verify the invariants in the database",
                            description="Check capacity, counts against rows, exclusive "
-                                       "overlaps, events and audit rows; print a table; exit 1 "
-                                       "on any violation.")
+                                       "overlaps, events, and the audit trail (a row for every "
+                                       "change, naming its actor and request); print a table; "
+                                       "exit 1 on any violation.")
     check.set_defaults(func=cmd_check)
 
     lt = sub.add_parser("loadtest", help="open many sockets, book, and measure delivery",

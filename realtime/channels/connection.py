@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from realtime import logs
 from realtime.access import Access, Caller
 from realtime.channels import gcwatch, metrics
 from realtime.channels.protocol import (
@@ -88,10 +89,12 @@ class Connection:
     __slots__ = (
         "__weakref__",  # gcwatch watches a sample of closed connections go
         "_abort_scheduled",
+        "_asked",
         "_bucket",
         "_close_sent",
         "_closed_waiter",
         "_finished",
+        "_request_base",
         "_send",
         "_writer",
         "caller",
@@ -125,6 +128,9 @@ class Connection:
         # is full, or it must close): an idle socket costs no task.
         self._writer: asyncio.Task[None] | None = None
         self._abort_scheduled = False
+        # The socket's part of its booking messages' request ids, made on the first one.
+        self._request_base: str | None = None
+        self._asked = 0
         rate = host.settings.ws_messages_per_second
         # A rate of 0 turns the limit off.
         self._bucket = TokenBucket(rate, max(10.0, 2 * rate)) if rate > 0 else None
@@ -191,7 +197,11 @@ class Connection:
             return False
         self.writer.tune()
         # The scope lives as long as the socket (uvicorn's protocol and the app's frames hold
-        # it); its headers, a list of pairs, are not read again.
+        # it); its headers, a list of pairs, are not read again: what `request_id` wants of
+        # them is kept now.
+        given = _headers(self.scope).get("x-request-id")
+        if given and logs.SAFE_REQUEST_ID.match(given):
+            self._request_base = given
         self.scope["headers"] = []
         return True
 
@@ -279,7 +289,8 @@ class Connection:
             if len(data) > MAX_FRAME_BYTES:
                 self.sub.close(CLOSE_TOO_BIG)
                 return True
-            self.reply_error(MessageError(BadMessage("send text frames, one JSON object each")))
+            self.reply_error(MessageError(BadMessage(
+                "message: send text frames, one JSON object each", field="message")))
             return True
         if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
             self.sub.close(CLOSE_TOO_BIG)
@@ -297,6 +308,18 @@ class Connection:
         metrics.MESSAGES_RECEIVED.labels(msg.kind).inc()
         await self.host.handle(self, msg)
         return True
+
+    def request_id(self, msg_id: str | None) -> str:
+        """The request id of this socket's next booking message, for the audit trail and the
+        log lines: `<socket>.<n>`, or `<socket>.<n>:<message id>` when the message has an id.
+        `<socket>` is the upgrade request's X-Request-Id when it is a plain token (as HTTP
+        keeps it), else one made here; n counts the socket's booking messages from 1, so
+        two messages never share an id even when a client reuses its message ids."""
+        base = self._request_base
+        if base is None:  # the upgrade request named none (`_open` kept it if it did)
+            base = self._request_base = logs.new_request_id()
+        self._asked += 1
+        return f"{base}.{self._asked}" if msg_id is None else f"{base}.{self._asked}:{msg_id}"
 
     def reply_error(self, exc: MessageError) -> None:
         metrics.ERRORS_SENT.labels(exc.error.code).inc()

@@ -4,8 +4,6 @@ and the few routes it runs itself, past Starlette's routing layers."""
 from __future__ import annotations
 
 import logging
-import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +23,6 @@ log = logging.getLogger("realtime.app")
 
 
 _METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"})
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
@@ -36,16 +33,10 @@ def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            request_id = text if _SAFE_ID.match(text) else None
+            request_id = text if logs.SAFE_REQUEST_ID.match(text) else None
         elif name == b"origin":
             origin = True
     return request_id, origin
-
-
-def _new_request_id() -> str:
-    # 128 random bits for correlating log lines, not a secret: no getrandom() syscall and no
-    # UUID object per request (together about 2% of the server's time on a booking).
-    return f"{random.getrandbits(128):032x}"
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -127,7 +118,7 @@ class RequestContext:
             await (self.app if socket is None else socket)(scope, receive, send)
             return
         client_id, origin = _scan_headers(scope["headers"])
-        rid = client_id or _new_request_id()
+        rid = client_id or logs.new_request_id()
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500

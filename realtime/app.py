@@ -209,4 +209,4 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app.state.rate_limits = shared.rate_limits
     app.state.channels = None
     direct = direct_routes(app.routes, (create_booking, create_hold, healthz))
-    return RequestContext(app, direct)
+    return RequestContext(app, direct, sockets={"/ws": ws_endpoint})

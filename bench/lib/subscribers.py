@@ -27,6 +27,9 @@ WORKERS = 4
 def worker_main(conn: Any, src: str, port: int, path: str) -> None:
     import uvloop
 
+    from realtime.cli import raise_open_files
+
+    raise_open_files()  # thousands of sockets a process: past the usual soft limit of 1,024
     uvloop.install()
     asyncio.run(_worker(conn, src, port, path))
 
@@ -284,6 +287,81 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             await asyncio.sleep(0.01)
         return time.monotonic() - started
 
+    class ChurnClient(Client):
+        """A subscriber that says when its `subscribed` frame came, and closes as a browser
+        tab does: a close frame, then the TCP connection."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ready: asyncio.Future[None] = loop.create_future()
+
+        def on_text(self, data: bytes) -> None:
+            if data.startswith(b'{"type":"subscribed"') and not self.ready.done():
+                self.ready.set_result(None)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError("closed before subscribed"))
+
+        def leave(self) -> None:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(client_frame(8, (1000).to_bytes(2, "big")))
+                self.transport.close()
+
+    async def churn(rate: float, cycles: int, live: int, channel: str) -> dict[str, Any]:
+        """`cycles` connect-subscribe-close cycles at `rate` a second, with `live` sockets open
+        throughout: each new subscriber replaces the oldest one."""
+        sub = orjson.dumps({"type": "subscribe", "channel": channel}).decode()
+        sockets: list[ChurnClient] = []
+        failed = 0
+
+        async def one() -> ChurnClient | None:
+            nonlocal failed
+            try:
+                _, c = await loop.create_connection(ChurnClient, "127.0.0.1", port,
+                                                    local_addr=(src, 0))
+                await asyncio.wait_for(c.opened, 30)
+                c.send(sub)
+                await asyncio.wait_for(c.ready, 30)
+                return c
+            except (OSError, TimeoutError):
+                failed += 1
+                return None
+
+        async def cycle() -> None:
+            if sockets:
+                sockets.pop(0).leave()
+            c = await one()
+            if c is not None:
+                sockets.append(c)
+
+        for c in await asyncio.gather(*(one() for _ in range(live))):
+            if c is not None:
+                sockets.append(c)
+        pipe.send(len(sockets))  # open: the parent measures the steady state now
+        await loop.run_in_executor(None, pipe.recv)
+        started = time.monotonic()
+        pending: set[asyncio.Task[None]] = set()
+        begun = 0
+        while begun < cycles:
+            due = min(cycles, int((time.monotonic() - started) * rate) + 1)
+            # A bound on cycles in flight: a server that cannot keep up slows the rate down
+            # rather than being handed an ever longer queue.
+            while begun < due and len(pending) < 200:
+                task = asyncio.ensure_future(cycle())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                begun += 1
+            await asyncio.sleep(0.005)
+        if pending:
+            await asyncio.wait(pending)
+        elapsed = time.monotonic() - started
+        for c in sockets:
+            c.leave()
+        return {"cycles": begun, "seconds": round(elapsed, 2), "failed": failed,
+                "live": len(sockets)}
+
     while True:
         cmd, *args = await loop.run_in_executor(None, pipe.recv)
         if cmd == "open":
@@ -299,6 +377,8 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             pipe.send(state["frames"])
         elif cmd == "open-on":
             pipe.send(await open_on(*args))
+        elif cmd == "churn":
+            pipe.send(await churn(*args))
         elif cmd == "counts":
             pipe.send(dict(counts))
         elif cmd == "open-sockets":  # of one label: still open (the server closes none)

@@ -2,6 +2,8 @@
 
     /work/venv/bin/python bench/fanout.py            # ~3 minutes
     /work/venv/bin/python bench/fanout.py --quick    # smaller: 1k/2k/3k sockets, fewer bookings
+    /work/venv/bin/python bench/fanout.py --memory --baseline /tmp/base --breakdown
+                                                      # memory per socket only, two trees
 
 One run, one server process (`python -m realtime serve`, uvloop, compression off), on a scratch
 database it creates and drops again. Subscribers live in several client processes, each
@@ -20,7 +22,10 @@ that the load generator costs as little as it can on the two shared cores.
 4. the floor: a bare websockets server (`websockets.broadcast()`, uvloop, compression off)
    with the same 5k subscribers broadcasting the same frame for the same time.
 
-Writes bench/results/fanout.json and docs/benchmarks-channels.md.
+Writes bench/results/fanout.json and docs/benchmarks-channels.md. `--memory` measures step 1
+only, for this tree and the `--baseline` tree side by side, and with `--breakdown` what each
+socket's objects cost (bench/lib/memory.py; bench/results/memory.json,
+docs/benchmarks-memory.md).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.lib import pg, server  # noqa: E402
+from bench.lib import memory, pg, server  # noqa: E402
 from bench.lib.cpu import proc_rss_kib  # noqa: E402
 from bench.lib.fanout_doc import write_doc  # noqa: E402
 from bench.lib.floor import floor_phase  # noqa: E402
@@ -53,6 +58,7 @@ from realtime.db.connect import dsn_for_database  # noqa: E402
 from realtime.httpclient import get  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "fanout.json"
+MEMORY_RESULTS = ROOT / "bench" / "results" / "memory.json"
 BOOK_SQL = "SELECT rt_book($1::uuid, 1, NULL, NULL, NULL, '', NULL, NULL)"
 
 
@@ -275,7 +281,16 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=ROOT, metavar="DIR",
                         help="run the server from this source tree (another checkout, to "
                              "compare code); the results are printed, not recorded")
+    parser.add_argument("--memory", action="store_true",
+                        help="memory per idle socket only (1k/5k/10k), with --baseline beside")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="with --memory: also a server from this source tree")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="with --memory: what each socket's objects cost (tracemalloc)")
     args = parser.parse_args()
+    if args.memory:
+        memory.report(asyncio.run(memory.run_memory(args, make_database, seed)), MEMORY_RESULTS)
+        return 0
     results = asyncio.run(run(args))
     command = "python bench/fanout.py" + (" --quick" if args.quick else "")
     if args.source.resolve() == ROOT:

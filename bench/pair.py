@@ -3,6 +3,7 @@
     python bench/pair.py hot "REALTIME_POOL_SIZE=10" "REALTIME_POOL_SIZE=16"
     python bench/pair.py uncontended "" "SOME_ENV=1" --rounds 10 --burst 1.5
     git worktree add /tmp/base HEAD~1 && python bench/pair.py uncontended "@/tmp/base" ""
+    python bench/pair.py uncontended "@/tmp/base" "" --rate 20    # light load, paced
 
 Runs of `bench/booking.py` minutes apart differ by more than most changes are worth (the
 machine's speed drifts: see docs/benchmarks.md). Here every variant gets its own server
@@ -13,10 +14,17 @@ bookings/s, the server's and PostgreSQL's CPU per booking (from /proc; all of Po
 processes, since only one variant runs at a time) and latency.
 
 The load: 32 keep-alive connections from this process posting `POST /api/bookings`, on one
-slot (hot) or spread over 1,000 slots of large capacity (uncontended). Only 201s count.
-Meanwhile a probe books a slot of another service every 50 ms and times, on a WebSocket
-subscribed to that service, how long after its 201 the booking's `availability:updated`
-arrives: the delivery delay a watcher sees while the server is saturated with bookings.
+slot (hot) or spread over 1,000 slots of large capacity (uncontended), each request as soon as
+the last is answered (saturating) or, with `--rate R`, paced to R bookings/s in all (0: none).
+Only 201s count. Meanwhile a probe books a slot of another service, waiting a random 0-40 ms
+(`--probe-gap`) between bookings so that it does not fall into step with the server's event
+drains, and times, on a WebSocket subscribed to that service, how long after its 201 the
+booking's `availability:updated` arrives (p50/p95/p99): the delivery delay a watcher sees
+while the server is saturated with bookings. The probe's own bookings (about 40/s) are the
+only load with `--rate 0`. Per variant it also reports, from the server's /metrics during its
+own turns, its sequencer transactions per second and the event pipeline's connection loans
+(drains and reads: `realtime_db_queries_total{kind="loan"}`) per sequencer call; and the load
+average of the machine at the start and the end of the run.
 Variants are lists of NAME=VALUE environment settings for the server, "" for none; a word
 "@DIR" runs that variant's server from the source tree DIR (another checkout, to compare code).
 """
@@ -26,7 +34,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -46,7 +56,7 @@ from bench.lib.net import free_port, require_loopback  # noqa: E402
 from bench.lib.stats import percentile  # noqa: E402
 from realtime.db.connect import dsn_for_database as dsn_for  # noqa: E402
 from realtime.db.migrate import migrate  # noqa: E402
-from realtime.httpclient import Connection, Response  # noqa: E402
+from realtime.httpclient import Connection, Response, get  # noqa: E402
 
 SLOTS = 1000
 CAPACITY = 1_000_000
@@ -103,8 +113,43 @@ async def one_connection(port: int, stop: float, requests: list[bytes], lat: lis
     return booked
 
 
-async def probe(port: int, service: str, slot: str, stop: float, out: list[float]) -> None:
-    """Books `slot` every 50 ms; the time from each 201 to its frame on a subscribed socket."""
+async def paced_connection(port: int, stop: float, requests: list[bytes], lat: list[float],
+                           rate: float) -> int:
+    """Bookings on one keep-alive connection at `rate` per second (from a random phase) until
+    `stop`; the 201s."""
+    conn = await Connection("127.0.0.1", port).open()
+    booked = 0
+    due = time.monotonic() + random.random() / rate
+    try:
+        while (now := time.monotonic()) < stop:
+            if due > now:
+                await asyncio.sleep(due - now)
+            due += 1 / rate
+            sent = time.monotonic()
+            if (await conn.exchange(random.choice(requests))).status == 201:
+                booked += 1
+                lat.append(time.monotonic() - sent)
+    finally:
+        conn.close()
+    return booked
+
+
+async def load(port: int, stop: float, requests: list[bytes], lat: list[float],
+               rate: float | None) -> int:
+    """The 201s of CONNECTIONS connections, saturating (`rate` None) or paced."""
+    if rate == 0:
+        return 0
+    counts = await asyncio.gather(*(
+        one_connection(port, stop, requests, lat) if rate is None
+        else paced_connection(port, stop, requests, lat, rate / CONNECTIONS)
+        for _ in range(CONNECTIONS)))
+    return sum(counts)
+
+
+async def probe(port: int, service: str, slot: str, stop: float, out: list[float],
+                gap: float) -> None:
+    """Books `slot` after a random 0..`gap` s pause, again and again; the time from each 201
+    to its frame on a subscribed socket."""
     import websockets
 
     http = Connection("127.0.0.1", port)
@@ -125,8 +170,27 @@ async def probe(port: int, service: str, slot: str, stop: float, out: list[float
                         frame["slot"]["version"] >= version):
                     break
             out.append(time.perf_counter() - t)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(random.uniform(0, gap))
     http.close()
+
+
+PIPELINE = re.compile(rb'^(realtime_sequencer_calls_total|realtime_db_queries_total\{kind="loan"\}'
+                      rb'|realtime_events_read_total) ([0-9.e+]+)$', re.M)
+
+
+async def pipeline_counts(port: int) -> list[float]:
+    """The server's sequencer calls, pipeline loans and events read so far (/metrics)."""
+    found = {m[1]: float(m[2]) for m in PIPELINE.finditer((await get(
+        f"http://127.0.0.1:{port}/metrics")).body)}
+    return [found.get(k, 0.0) for k in (b"realtime_sequencer_calls_total",
+                                         b'realtime_db_queries_total{kind="loan"}',
+                                         b"realtime_events_read_total")]
+
+
+def spread(values: list[float]) -> str:
+    """p50/p95/p99 of delays in seconds, in ms."""
+    v = sorted(values)
+    return "/".join(f"{percentile(v, q) * 1e3:.1f}" for q in (0.5, 0.95, 0.99))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -165,6 +229,7 @@ async def run(args: argparse.Namespace) -> None:
         for proc, port in zip(servers, ports, strict=True):
             await server.until_ready(proc, port)
         await asyncio.sleep(1.0)
+        load_before = os.getloadavg()
         requests = [[r.encode("latin-1") for r in booking_requests(port, slots, "pair")]
                     for port in ports]
         n = len(ports)
@@ -172,34 +237,44 @@ async def run(args: argparse.Namespace) -> None:
         server_cpu, pg_cpu = [0.0] * n, [0.0] * n
         lats: list[list[float]] = [[] for _ in range(n)]
         delays: list[list[float]] = [[] for _ in range(n)]
+        pipeline = [[0.0, 0.0, 0.0] for _ in range(n)]  # during the variant's own turns
         for r in range(args.rounds):
             print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
             for k in (range(n) if r % 2 == 0 else reversed(range(n))):
+                before = await pipeline_counts(ports[k])
                 s0, p0 = proc_cpu(servers[k].pid) or 0.0, postgres_cpu()
                 stop = time.monotonic() + args.burst
-                counts, _ = await asyncio.gather(
-                    asyncio.gather(*(one_connection(ports[k], stop, requests[k], lats[k])
-                                     for _ in range(CONNECTIONS))),
-                    probe(ports[k], probe_service, probe_slot, stop, delays[k])
+                count, _ = await asyncio.gather(
+                    load(ports[k], stop, requests[k], lats[k], args.rate),
+                    probe(ports[k], probe_service, probe_slot, stop, delays[k], args.probe_gap)
                     if args.probe else asyncio.sleep(0))
                 server_cpu[k] += (proc_cpu(servers[k].pid) or 0.0) - s0
                 pg_cpu[k] += sum(v - p0[pid] for pid, v in postgres_cpu().items() if pid in p0)
-                booked[k] += sum(counts)
+                booked[k] += count
+                after = await pipeline_counts(ports[k])
+                pipeline[k] = [t + b - a for t, a, b in zip(pipeline[k], before, after, strict=True)]
                 await asyncio.sleep(0.2)
         print(" " * 30, end="\r")
+        pace = "saturating" if args.rate is None else f"paced at {args.rate:g}/s"
         print(f"{args.workload}, {args.rounds} rounds of {args.burst} s per variant, "
-              f"{CONNECTIONS} connections:")
+              f"{CONNECTIONS} connections {pace}; probe gap 0-{args.probe_gap * 1e3:g} ms; "
+              "load average %.2f %.2f %.2f before, %.2f %.2f %.2f after:"
+              % (*load_before, *os.getloadavg()))
         base = booked[0] or 1
         for k, variant in enumerate(args.variants):
             lat = sorted(lats[k])
-            per = 1e6 / max(1, booked[k])
+            # The probe's bookings count too: with `--rate 0` they are all there is.
+            per = 1e6 / max(1, booked[k] + len(delays[k]))
             p50, p99 = percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3
-            delay = sorted(delays[k])
-            d50, d90 = percentile(delay, 0.5) * 1e3, percentile(delay, 0.9) * 1e3
+            calls, loans, events = pipeline[k]
             print(f"  {variant or '(defaults)':40s} {booked[k] / (args.rounds * args.burst):7,.0f}"
-                  f"/s ({booked[k] / base:.2f}x)  server {server_cpu[k] * per:4.0f} µs  "
+                  f"/s ({booked[k] / base:.3f}x)  server {server_cpu[k] * per:4.0f} µs  "
                   f"postgres {pg_cpu[k] * per:4.0f} µs per booking  "
-                  f"p50 {p50:.1f} p99 {p99:.1f} ms  201->frame p50 {d50:.1f} p90 {d90:.1f} ms")
+                  f"p50 {p50:.1f} p99 {p99:.1f} ms\n  {'':40s} 201->frame p50/p95/p99 "
+                  f"{spread(delays[k])} ms ({len(delays[k])} probes)  "
+                  f"{calls / (args.rounds * args.burst):.0f} sequencer calls/s, "
+                  f"{loans / max(1, calls):.2f} loans and {events / max(1, calls):.1f} events "
+                  "per call")
     finally:
         server.stop(*servers)
         await pg.drop_databases(args.admin_dsn, *names, template)
@@ -213,6 +288,10 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help='server environment, e.g. "REALTIME_POOL_SIZE=16"')
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--burst", type=float, default=1.5, help="seconds per turn")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="bookings/s in all, paced (default: as fast as answered; 0: none)")
+    ap.add_argument("--probe-gap", type=lambda ms: float(ms) / 1e3, default=0.04,
+                    help="the probe's pause between bookings, random up to this many ms")
     ap.add_argument("--no-probe", dest="probe", action="store_false",
                     help="no WebSocket probe (for a variant that broadcasts nothing)")
     ap.add_argument("--admin-dsn", default=pg.admin_dsn())

@@ -22,6 +22,9 @@ from realtime.settings import Settings
 T = TypeVar("T")
 
 
+ANONYMOUS = "anonymous"
+
+
 @dataclass(frozen=True, slots=True)
 class Acting:
     """What a caller's booking operation runs as."""
@@ -29,6 +32,10 @@ class Acting:
     customer_id: str | None  # the customer new holds and bookings belong to
     owner: str | None  # existing holds and bookings must belong to this customer; None: any
     idempotency_scope: str  # Idempotency-Keys are unique per scope
+    # Who the audit trail names for the change (docs/operations.md, "The audit trail"), and
+    # the request that made it; None: the service makes one.
+    actor: str = "system"
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +55,18 @@ class Caller:
         if not (self.open or self.admin):
             raise errors.Forbidden()
 
-    def acting(self, claimed_customer_id: str | None = None) -> Acting:
+    def acting(self, claimed_customer_id: str | None = None,
+               request_id: str | None = None) -> Acting:
         """With auth on, the token's subject is the customer and only an admin may touch
-        others' rows; with auth off, the request names its customer and nothing is checked."""
+        others' rows; with auth off, the request names its customer and nothing is checked.
+        The actor is the token's subject (a customer's or an admin's); with auth off, the
+        customer the request names, else "anonymous"."""
         if self.open:
-            return Acting(claimed_customer_id, None, claimed_customer_id or "")
+            return Acting(claimed_customer_id, None, claimed_customer_id or "",
+                          claimed_customer_id or ANONYMOUS, request_id)
         owner = None if self.admin else self.sub
-        return Acting(self.sub, owner, owner or self.sub or "")
+        return Acting(self.sub, owner, owner or self.sub or "", self.sub or ANONYMOUS,
+                      request_id)
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or time.time())

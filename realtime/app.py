@@ -3,9 +3,13 @@ and the HTTP routes around them. `create_app` is the ASGI factory uvicorn runs."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import multiprocessing
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -45,6 +49,32 @@ from realtime.tasks import cancel_all, supervise
 from realtime.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("realtime.app")
+
+
+def stop_with_supervisor() -> Callable[[], None]:
+    """Under `realtime serve --workers N` each worker is a child of the supervising process.
+    If that one dies without stopping its workers (SIGKILL, the OOM killer), a worker stops
+    itself as on SIGTERM (draining its sockets with 1001) rather than serve on alone, holding
+    the port against the next start. Its pipe to the parent (`sentinel`) turns readable
+    when the parent is gone: nothing is polled. Returns what undoes the watch."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    sentinel = parent.sentinel
+
+    def gone() -> None:
+        loop.remove_reader(sentinel)
+        log.warning("the supervising process is gone: stopping this worker",
+                    extra={"parent": parent.pid})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.add_reader(sentinel, gone)
+
+    def unwatch() -> None:
+        loop.remove_reader(sentinel)
+
+    return unwatch
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
@@ -106,12 +136,14 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             # Sockets of a process that cannot follow the event log move elsewhere (handoff.py).
             tasks.append(supervise("follow", lambda: shed_while_blind(channels)))
         dispatcher.start()
+        unwatch = stop_with_supervisor()
         log.info("ready", extra={"auth": settings.auth_enabled,
                                  "channels": channels is not None,
                                  "pool": settings.pool_implementation})
         try:
             yield
         finally:
+            unwatch()
             if channels is not None:
                 await channels.stop()
             await dispatcher.stop()
@@ -177,4 +209,4 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app.state.rate_limits = shared.rate_limits
     app.state.channels = None
     direct = direct_routes(app.routes, (create_booking, create_hold, healthz))
-    return RequestContext(app, direct)
+    return RequestContext(app, direct, sockets={"/ws": ws_endpoint})

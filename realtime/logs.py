@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
+import re
 import sys
 import time
 
 import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# A request id a client may choose (X-Request-Id): a plain token, kept for tracing across
+# services; anything else is replaced by one of ours.
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def new_request_id() -> str:
+    # 128 random bits for correlating log lines and audit rows, not a secret: no getrandom()
+    # syscall and no UUID object per request (together about 2% of the server's time on a
+    # booking).
+    return f"{random.getrandbits(128):032x}"
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message", "asctime", "color_message"}

@@ -152,3 +152,22 @@ def test_check_attaches_to_the_embedded_postgres_of_a_running_server(tmp_path):
     assert serve.returncode == 0, output[-3000:]
     assert "no DATABASE_URL: starting the embedded PostgreSQL" in output
     assert not pidfile.exists(), "the last user's exit should stop the embedded PostgreSQL"
+
+
+def test_serve_raises_the_soft_limit_on_open_files_to_the_hard_one():
+    """A process started with a soft limit of 256 open files (a socket is one) has it raised
+    to its hard limit by what `realtime serve` calls first; a second call changes nothing."""
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from realtime.cli import raise_open_files\n"
+        "print(raise_open_files(), raise_open_files(), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    raised = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    assert out.split("\n")[0] == f"(256, {raised}) ({raised}, {raised}) ({raised}, {hard})"

@@ -45,10 +45,14 @@ subscribed to one channel).
 |---|---|---|
 {mem}
 
-Target: under 25 KiB per socket at 10,000. About two thirds of it is uvicorn's and websockets'
-per-connection state (the handshake's headers, the ASGI scope, queues, the keepalive timer);
-the channels layer keeps per socket one small object, two lists, no `asyncio.Event` and no task
-while idle (see `realtime/channels/connection.py`).
+Target: 18 KiB or less per socket at 10,000 (a bare `websockets` server needs about 14.5).
+Most of it is uvicorn's and websockets' per-connection state (the protocol object, the ASGI
+scope, the handshake task's coroutine, the keepalive timer, the transport); the channels layer
+keeps per socket one small object, two lists, no `asyncio.Event` and no task while idle (see
+`realtime/channels/connection.py`), and runs uvicorn's protocol without its per-socket queue,
+event deque and handshake headers (`realtime/channels/wsprotocol.py`). What each object costs,
+and this tree against another side by side: `python bench/fanout.py --memory --baseline DIR
+--breakdown`, in [benchmarks-memory.md](benchmarks-memory.md).
 
 ## Time until the last subscriber has a booking
 

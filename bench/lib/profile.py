@@ -44,7 +44,7 @@ BUCKETS = [
     ("reading the request body (Request.stream)", ("read_json (",)),
     ("JSON response rendering (orjson)", ("JSONResponse.render (",)),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
-    ("request id", ("_new_request_id (",)),
+    ("request id", ("new_request_id (",)),
     ("logging", ("(logging/",)),
     ("event pipeline (listener, sequencer, reader, hub)",
      ("realtime/channels/", "realtime/eventlog/")),

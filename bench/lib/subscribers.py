@@ -1,13 +1,14 @@
 """Many WebSocket (or Server-Sent Events) subscribers in a few worker processes, for
-bench/fanout.py and bench/ssefanout.py.
+bench/fanout.py, bench/ssefanout.py and bench/scaleout.py.
 
 Each process connects from its own loopback address (127.0.0.2, 127.0.0.3, ...) and speaks
 just enough WebSocket, or HTTP/1.1 chunked SSE, on plain asyncio protocols (no task per
 socket), so that the load generator costs as little as it can on the shared cores. The parent
 commands them over pipes: open N sockets on a channel, watch a slot (record when each version
-arrived), report frames. `open-on` opens sockets of either kind on any server, each counted
+arrived), report frames. `open-on` opens sockets of any kind on any server, each counted
 under a label of its own (`counts`), so that one set of processes can serve several servers
-and transports taking turns.
+and transports taking turns; its `ws-count` kind parses no frame at all once subscribed (it
+counts a marker per received chunk), the cheapest reader of the three.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ WORKERS = 4
 def worker_main(conn: Any, src: str, port: int, path: str) -> None:
     import uvloop
 
+    from realtime.cli import raise_open_files
+
+    raise_open_files()  # thousands of sockets a process: past the usual soft limit of 1,024
     uvloop.install()
     asyncio.run(_worker(conn, src, port, path))
 
@@ -48,6 +52,18 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big"))
         return head + b"\0\0\0\0" + payload
 
+    def past_head(opened: asyncio.Future[None], buf: bytes, status: bytes) -> int | None:
+        """Where the body starts, once the response head is in: `opened` is then resolved, or
+        failed when the status line lacks `status`. None while the head is incomplete."""
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        if status not in buf[:head_end].split(b"\r\n", 1)[0]:
+            opened.set_exception(ConnectionError(buf[:200].decode("latin-1")))
+        else:
+            opened.set_result(None)
+        return head_end + 4
+
     class Client(asyncio.Protocol):
         """A minimal WebSocket client: handshake, unmasked server frames, pongs.
 
@@ -67,19 +83,23 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
         def send(self, text: str) -> None:
             self.transport.write(client_frame(1, text.encode()))
 
+        def body_start(self, buf: bytes) -> int | None:
+            """Where frames start in `buf`: past the handshake's response head, 0 once open;
+            None when there is nothing to read yet (the head is incomplete: kept) or the
+            handshake was refused."""
+            if self.opened.done():
+                return 0
+            start = past_head(self.opened, buf, b" 101 ")
+            if start is None:
+                self.buf = buf
+                return None
+            return None if self.opened.exception() is not None else start
+
         def data_received(self, data: bytes) -> None:
             buf = self.buf + data if self.buf else data
-            i = 0
-            if not self.opened.done():
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    self.buf = buf
-                    return
-                if b" 101 " not in buf[:head_end].split(b"\r\n", 1)[0]:
-                    self.opened.set_exception(ConnectionError(buf[:200].decode("latin-1")))
-                    return
-                self.opened.set_result(None)
-                i = head_end + 4
+            i = self.body_start(buf)
+            if i is None:
+                return
             n = len(buf)
             while (bounds := frame_bounds(buf, i)) is not None:
                 start, end = bounds
@@ -120,15 +140,13 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             buf = self.buf + data if self.buf else data
             i = 0
             if not self.opened.done():
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
+                start = past_head(self.opened, buf, b" 200 ")
+                if start is None:
                     self.buf = buf
                     return
-                if b" 200 " not in buf[:head_end].split(b"\r\n", 1)[0]:
-                    self.opened.set_exception(ConnectionError(buf[:200].decode("latin-1")))
+                if self.opened.exception() is not None:
                     return
-                self.opened.set_result(None)
-                i = head_end + 4
+                i = start
             n = len(buf)
             events = 0
             while (line_end := buf.find(b"\r\n", i)) >= 0:
@@ -149,7 +167,8 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
                 self.opened.set_exception(ConnectionError("closed before open"))
 
     async def open_on(n: int, label: str, kind: str, to_port: int, channel: str) -> float:
-        """`n` subscribers of `kind` ("ws" or "sse") on `channel` of the server at `to_port`."""
+        """`n` subscribers of `kind` ("ws", "ws-count" or "sse") on `channel` of the server at
+        `to_port`."""
         started = time.monotonic()
         target = state["subscribed"] + n
         ws_request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{to_port}\r\nUpgrade: websocket\r\n"
@@ -158,6 +177,7 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
         sse_request = (f"GET /sse?channel={channel} HTTP/1.1\r\nHost: 127.0.0.1:{to_port}\r\n"
                        "Accept: text/event-stream\r\n\r\n").encode()
         sub = orjson.dumps({"type": "subscribe", "channel": channel}).decode()
+        make: Any = CountingClient if kind == "ws-count" else LabelledClient
         for i in range(n):
             if kind == "sse":
                 _, sse = await loop.create_connection(
@@ -167,7 +187,7 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
                 clients.append(sse)
             else:
                 _, client = await loop.create_connection(
-                    lambda: LabelledClient(label, ws_request), "127.0.0.1", to_port,
+                    lambda: make(label, ws_request), "127.0.0.1", to_port,
                     local_addr=(src, 0))
                 await client.opened
                 client.send(sub)
@@ -196,6 +216,44 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
                 state["subscribed"] += 1
             elif b'"cursor"' in data:
                 counts[self.label] += 1
+
+    marker = b'"type":"availability:updated"'
+
+    class CountingClient(LabelledClient):
+        """The leanest WebSocket reader: after the handshake and the `subscribed` reply, no
+        frame is parsed. Each update frame carries the marker once, so one C-level count per
+        received chunk counts them (its last len(marker) - 1 bytes are kept in case a marker
+        straddles two chunks). It answers no ping: the server is started with pings far apart."""
+
+        def __init__(self, label: str, request: bytes) -> None:
+            super().__init__(label, request)
+            self.subscribed = False
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            if self.subscribed:
+                counts[self.label] += buf.count(marker)
+                self.buf = buf[1 - len(marker):]
+                return
+            start = self.body_start(buf)
+            if start is None:
+                return
+            buf = buf[start:]
+            at = buf.find(b'{"type":"subscribed"')
+            if at < 0:
+                self.buf = buf
+                return
+            # The reply is one frame: whatever follows its end is updates.
+            long_head = at >= 4 and buf[at - 4] == 0x81 and buf[at - 3] == 126
+            bounds = frame_bounds(buf, at - 4 if long_head else at - 2)
+            if bounds is None or bounds[1] > len(buf):
+                self.buf = buf
+                return
+            self.subscribed = True
+            state["subscribed"] += 1
+            rest = buf[bounds[1]:]
+            counts[self.label] += rest.count(marker)
+            self.buf = rest[1 - len(marker):]
 
     watch_marker = b""
 
@@ -229,6 +287,81 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             await asyncio.sleep(0.01)
         return time.monotonic() - started
 
+    class ChurnClient(Client):
+        """A subscriber that says when its `subscribed` frame came, and closes as a browser
+        tab does: a close frame, then the TCP connection."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ready: asyncio.Future[None] = loop.create_future()
+
+        def on_text(self, data: bytes) -> None:
+            if data.startswith(b'{"type":"subscribed"') and not self.ready.done():
+                self.ready.set_result(None)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError("closed before subscribed"))
+
+        def leave(self) -> None:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(client_frame(8, (1000).to_bytes(2, "big")))
+                self.transport.close()
+
+    async def churn(rate: float, cycles: int, live: int, channel: str) -> dict[str, Any]:
+        """`cycles` connect-subscribe-close cycles at `rate` a second, with `live` sockets open
+        throughout: each new subscriber replaces the oldest one."""
+        sub = orjson.dumps({"type": "subscribe", "channel": channel}).decode()
+        sockets: list[ChurnClient] = []
+        failed = 0
+
+        async def one() -> ChurnClient | None:
+            nonlocal failed
+            try:
+                _, c = await loop.create_connection(ChurnClient, "127.0.0.1", port,
+                                                    local_addr=(src, 0))
+                await asyncio.wait_for(c.opened, 30)
+                c.send(sub)
+                await asyncio.wait_for(c.ready, 30)
+                return c
+            except (OSError, TimeoutError):
+                failed += 1
+                return None
+
+        async def cycle() -> None:
+            if sockets:
+                sockets.pop(0).leave()
+            c = await one()
+            if c is not None:
+                sockets.append(c)
+
+        for c in await asyncio.gather(*(one() for _ in range(live))):
+            if c is not None:
+                sockets.append(c)
+        pipe.send(len(sockets))  # open: the parent measures the steady state now
+        await loop.run_in_executor(None, pipe.recv)
+        started = time.monotonic()
+        pending: set[asyncio.Task[None]] = set()
+        begun = 0
+        while begun < cycles:
+            due = min(cycles, int((time.monotonic() - started) * rate) + 1)
+            # A bound on cycles in flight: a server that cannot keep up slows the rate down
+            # rather than being handed an ever longer queue.
+            while begun < due and len(pending) < 200:
+                task = asyncio.ensure_future(cycle())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                begun += 1
+            await asyncio.sleep(0.005)
+        if pending:
+            await asyncio.wait(pending)
+        elapsed = time.monotonic() - started
+        for c in sockets:
+            c.leave()
+        return {"cycles": begun, "seconds": round(elapsed, 2), "failed": failed,
+                "live": len(sockets)}
+
     while True:
         cmd, *args = await loop.run_in_executor(None, pipe.recv)
         if cmd == "open":
@@ -244,8 +377,13 @@ async def _worker(pipe: Any, src: str, port: int, path: str) -> None:
             pipe.send(state["frames"])
         elif cmd == "open-on":
             pipe.send(await open_on(*args))
+        elif cmd == "churn":
+            pipe.send(await churn(*args))
         elif cmd == "counts":
             pipe.send(dict(counts))
+        elif cmd == "open-sockets":  # of one label: still open (the server closes none)
+            pipe.send(sum(1 for c in clients if getattr(c, "label", None) == args[0]
+                          and c.transport is not None and not c.transport.is_closing()))
         elif cmd == "broadcast-frames":
             pipe.send(state["frames"])
         elif cmd == "close":

@@ -14,14 +14,17 @@ from typing import Any
 import asyncpg
 import orjson
 
-from realtime import errors
+from realtime import errors, logs
 from realtime.access import Acting
 from realtime.booking.gate import SlotGates
 from realtime.db.errors import DEADLINE, retrying, unavailable
 from realtime.db.interface import ConnectionPool
 
-# No customer, no ownership check, no idempotency scope: tools, tests and the demo.
+# No customer, no ownership check, no idempotency scope: tools, tests and the demo. The audit
+# trail names them "system".
 ANYONE = Acting(None, None, "")
+# The hold sweeper, as the audit trail names it.
+SWEEPER = Acting(None, None, "", actor="sweeper")
 
 _SUCCESS = {"booked", "held", "released", "cancelled", "changed", "created"}
 
@@ -54,6 +57,12 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError(f"unexpected outcome from the database: {outcome!r}")
 
 
+def audited(acting: Acting) -> tuple[str, str]:
+    """(actor, request id) for the audit rows of a change: the request's id, else the one
+    the log lines carry, else a new one (a change made outside any request)."""
+    return acting.actor, acting.request_id or logs.request_id.get() or logs.new_request_id()
+
+
 def request_hash(**fields: Any) -> str:
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -69,27 +78,31 @@ class BookingService:
 
     # -- admin ------------------------------------------------------------------------------
 
-    async def create_vendor(self, name: str) -> dict[str, Any]:
-        row = await retrying(lambda: self.pool.fetchrow(
-            "INSERT INTO rt_vendors (name) VALUES ($1) RETURNING id::text, name", name), write=True)
-        assert row is not None  # INSERT ... RETURNING without a WHERE always returns it
-        return dict(row)
+    async def create_vendor(self, name: str, acting: Acting = ANYONE) -> dict[str, Any]:
+        who = audited(acting)
+        vendor = await retrying(lambda: self.pool.fetchval(
+            "SELECT rt_create_vendor($1, $2, $3)", name, *who), write=True)
+        return vendor
 
-    async def create_service(self, vendor_id: str, name: str, exclusive: bool) -> dict[str, Any]:
-        row = await retrying(lambda: self.pool.fetchrow(
-            """INSERT INTO rt_services (vendor_id, name, exclusive)
-               SELECT id, $2, $3 FROM rt_vendors WHERE id = $1
-               RETURNING id::text, vendor_id::text, name, exclusive""",
-            vendor_id, name, exclusive), write=True)
-        if row is None:
+    async def create_service(self, vendor_id: str, name: str, exclusive: bool,
+                             acting: Acting = ANYONE) -> dict[str, Any]:
+        who = audited(acting)
+        service = await retrying(lambda: self.pool.fetchval(
+            "SELECT rt_create_service($1, $2, $3, $4, $5)", vendor_id, name, exclusive, *who),
+            write=True)
+        if service is None:
             raise errors.VendorNotFound()
-        return dict(row)
+        return service
 
-    async def create_slots(self, service_id: str, slots: list[dict[str, Any]]) -> dict[str, Any]:
-        return await self._call("SELECT rt_create_slots($1, $2::jsonb)", service_id, slots)
+    async def create_slots(self, service_id: str, slots: list[dict[str, Any]],
+                           acting: Acting = ANYONE) -> dict[str, Any]:
+        return await self._call("SELECT rt_create_slots($1, $2::jsonb, $3, $4)", service_id,
+                                slots, *audited(acting))
 
-    async def set_capacity(self, slot_id: str, capacity: int) -> dict[str, Any]:
-        body = await self._call("SELECT rt_set_capacity($1, $2)", slot_id, capacity)
+    async def set_capacity(self, slot_id: str, capacity: int,
+                           acting: Acting = ANYONE) -> dict[str, Any]:
+        body = await self._call("SELECT rt_set_capacity($1, $2, $3, $4)", slot_id, capacity,
+                                *audited(acting))
         return body["slot"]
 
     # -- reads ------------------------------------------------------------------------------
@@ -131,14 +144,14 @@ class BookingService:
             digest = request_hash(slot_id=slot_id, quantity=quantity, hold_id=hold_id,
                                   customer_id=customer_id)
         return await self._gated(
-            slot_id, "SELECT rt_book($1, $2, $3, $4, $5, $6, $7, $8)", slot_id, quantity,
-            customer_id, hold_id, acting.owner, acting.idempotency_scope, idempotency_key,
-            digest)
+            slot_id, "SELECT rt_book($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", slot_id,
+            quantity, customer_id, hold_id, acting.owner, acting.idempotency_scope,
+            idempotency_key, digest, *audited(acting))
 
     async def hold(self, slot_id: str, quantity: int = 1, ttl_seconds: int = 300,
-                   customer_id: str | None = None) -> dict[str, Any]:
-        return await self._gated(slot_id, "SELECT rt_hold($1, $2, $3, $4)", slot_id, quantity,
-                                 customer_id, ttl_seconds)
+                   acting: Acting = ANYONE) -> dict[str, Any]:
+        return await self._gated(slot_id, "SELECT rt_hold($1, $2, $3, $4, $5, $6)", slot_id,
+                                 quantity, acting.customer_id, ttl_seconds, *audited(acting))
 
     async def _gated(self, slot_id: str, sql: str, *args: Any) -> dict[str, Any]:
         """A write that locks the slot's row, through this process's gate for that slot."""
@@ -153,11 +166,13 @@ class BookingService:
             self.gates.seen(slot["id"], slot["available"])
         return _outcome(result)
 
-    async def release(self, hold_id: str, owner: str | None = None) -> dict[str, Any]:
-        return await self._call("SELECT rt_release($1, $2)", hold_id, owner)
+    async def release(self, hold_id: str, acting: Acting = ANYONE) -> dict[str, Any]:
+        return await self._call("SELECT rt_release($1, $2, $3, $4)", hold_id, acting.owner,
+                                *audited(acting))
 
-    async def cancel(self, booking_id: str, owner: str | None = None) -> dict[str, Any]:
-        return await self._call("SELECT rt_cancel($1, $2)", booking_id, owner)
+    async def cancel(self, booking_id: str, acting: Acting = ANYONE) -> dict[str, Any]:
+        return await self._call("SELECT rt_cancel($1, $2, $3, $4)", booking_id, acting.owner,
+                                *audited(acting))
 
     async def get_booking(self, booking_id: str, owner: str | None = None) -> dict[str, Any]:
         row = await retrying(lambda: self.pool.fetchrow(
@@ -171,6 +186,9 @@ class BookingService:
 
     # -- maintenance ------------------------------------------------------------------------
 
-    async def expire_holds(self, limit: int = 500) -> int:
+    async def expire_holds(self, limit: int = 500, acting: Acting = SWEEPER) -> int:
+        """Expires up to `limit` holds whose time is up; the audit rows of one call share one
+        request id (the sweep's)."""
+        who = audited(acting)
         return int(await retrying(lambda: self.pool.fetchval(
-            "SELECT rt_expire_holds($1)", limit)))
+            "SELECT rt_expire_holds($1, $2, $3)", limit, *who)))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from realtime import logs
 from realtime.access import Access, Caller
 from realtime.channels import gcwatch, metrics
 from realtime.channels.protocol import (
@@ -86,11 +87,14 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 class Connection:
     __slots__ = (
+        "__weakref__",  # gcwatch watches a sample of closed connections go
         "_abort_scheduled",
+        "_asked",
         "_bucket",
         "_close_sent",
         "_closed_waiter",
         "_finished",
+        "_request_base",
         "_send",
         "_writer",
         "caller",
@@ -124,6 +128,9 @@ class Connection:
         # is full, or it must close): an idle socket costs no task.
         self._writer: asyncio.Task[None] | None = None
         self._abort_scheduled = False
+        # The socket's part of its booking messages' request ids, made on the first one.
+        self._request_base: str | None = None
+        self._asked = 0
         rate = host.settings.ws_messages_per_second
         # A rate of 0 turns the limit off.
         self._bucket = TokenBucket(rate, max(10.0, 2 * rate)) if rate > 0 else None
@@ -138,31 +145,27 @@ class Connection:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def run(self, receive: Receive) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        await self._send({"type": "websocket.accept"})
-        if self.host.closing:
-            await self._close(CLOSE_GOING_AWAY, "server is shutting down")
-            return
-        if not self._origin_allowed():
-            await self._close(CLOSE_POLICY, "origin not allowed")
-            return
-        token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
+        """The socket's life: handshake and checks, then one message at a time until it goes.
+
+        Nothing of a message outlives its handling (`_on`): an idle socket's frame holds no
+        message, parsed or raw. And at the end its subscriber forgets it (`Subscriber.detach`),
+        so that reference counting frees the closed socket at once."""
         try:
-            self.caller = await self.host.access.socket_caller(token[0] if token else None)
-        except Unauthorized:
-            await self._close(CLOSE_POLICY, "bad token")
-            return
-        self.writer.tune()
+            if not await self._open(receive):
+                return
+        except OSError:
+            return  # the peer went away mid-handshake: nothing left to tell it
         self.host.opened(self)
         gcwatch.opened()
         metrics.CONNECTIONS.inc()
         try:
-            await self._read_loop(receive)
+            while await self._on(await receive()):
+                pass
+        except OSError:
+            pass  # the peer went away mid-close
         finally:
             self._finished = True
-            gcwatch.closed()
+            gcwatch.closed(self)
             self.host.closed(self)
             if self._closed_waiter is not None and not self._closed_waiter.done():
                 self._closed_waiter.set_result(None)
@@ -172,6 +175,35 @@ class Connection:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
+            self.sub.detach()
+
+    async def _open(self, receive: Receive) -> bool:
+        """Accept the socket, then check it: False if it was closed instead."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return False
+        await self._send({"type": "websocket.accept"})
+        if self.host.closing:
+            await self._close(CLOSE_GOING_AWAY, "server is shutting down")
+            return False
+        if not self._origin_allowed():
+            await self._close(CLOSE_POLICY, "origin not allowed")
+            return False
+        token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
+        try:
+            self.caller = await self.host.access.socket_caller(token[0] if token else None)
+        except Unauthorized:
+            await self._close(CLOSE_POLICY, "bad token")
+            return False
+        self.writer.tune()
+        # The scope lives as long as the socket (uvicorn's protocol and the app's frames hold
+        # it); its headers, a list of pairs, are not read again: what `request_id` wants of
+        # them is kept now.
+        given = _headers(self.scope).get("x-request-id")
+        if given and logs.SAFE_REQUEST_ID.match(given):
+            self._request_base = given
+        self.scope["headers"] = []
+        return True
 
     def _origin_allowed(self) -> bool:
         headers = _headers(self.scope)
@@ -244,37 +276,50 @@ class Connection:
             if self._writer is asyncio.current_task():
                 self._writer = None
 
-    async def _read_loop(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                return
-            if kind != "websocket.receive":
-                continue
-            text = message.get("text")
-            if text is None:
-                data = message.get("bytes") or b""
-                if len(data) > MAX_FRAME_BYTES:
-                    self.sub.close(CLOSE_TOO_BIG)
-                    continue
-                self.reply_error(MessageError(BadMessage("send text frames, one JSON object each")))
-                continue
-            if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+    async def _on(self, message: dict[str, Any]) -> bool:
+        """Act on one ASGI message; False once the socket is gone."""
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            return False
+        if kind != "websocket.receive":
+            return True
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            if len(data) > MAX_FRAME_BYTES:
                 self.sub.close(CLOSE_TOO_BIG)
-                continue
-            if self.sub.close_code is not None or self.host.closing:
-                continue  # closing: act on nothing more
-            try:
-                msg = parse(text)
-            except MessageError as exc:
-                self.reply_error(exc)
-                continue
-            if self._bucket is not None and (wait := self._bucket.take()) > 0:
-                self.reply_error(MessageError(RateLimited(wait), msg.reply_id))
-                continue
-            metrics.MESSAGES_RECEIVED.labels(msg.kind).inc()
-            await self.host.handle(self, msg)
+                return True
+            self.reply_error(MessageError(BadMessage(
+                "message: send text frames, one JSON object each", field="message")))
+            return True
+        if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+            self.sub.close(CLOSE_TOO_BIG)
+            return True
+        if self.sub.close_code is not None or self.host.closing:
+            return True  # closing: act on nothing more
+        try:
+            msg = parse(text)
+        except MessageError as exc:
+            self.reply_error(exc)
+            return True
+        if self._bucket is not None and (wait := self._bucket.take()) > 0:
+            self.reply_error(MessageError(RateLimited(wait), msg.reply_id))
+            return True
+        metrics.MESSAGES_RECEIVED.labels(msg.kind).inc()
+        await self.host.handle(self, msg)
+        return True
+
+    def request_id(self, msg_id: str | None) -> str:
+        """The request id of this socket's next booking message, for the audit trail and the
+        log lines: `<socket>.<n>`, or `<socket>.<n>:<message id>` when the message has an id.
+        `<socket>` is the upgrade request's X-Request-Id when it is a plain token (as HTTP
+        keeps it), else one made here; n counts the socket's booking messages from 1, so
+        two messages never share an id even when a client reuses its message ids."""
+        base = self._request_base
+        if base is None:  # the upgrade request named none (`_open` kept it if it did)
+            base = self._request_base = logs.new_request_id()
+        self._asked += 1
+        return f"{base}.{self._asked}" if msg_id is None else f"{base}.{self._asked}:{msg_id}"
 
     def reply_error(self, exc: MessageError) -> None:
         metrics.ERRORS_SENT.labels(exc.error.code).inc()

@@ -67,6 +67,8 @@ def parse(raw: str | bytes) -> ClientMessage:
         pass  # the slow path below words it
     except msgspec.DecodeError:
         raise MessageError(BadMessage("message: not valid JSON", field="message")) from None
+    except RecursionError:
+        raise MessageError(BadMessage(f"message: {decode.UNREADABLE}", field="message")) from None
     except RealtimeError as exc:  # a Struct's own check: the channel, from before to
         raise _rejected(exc, _document(raw)) from None
     try:
@@ -82,7 +84,7 @@ def parse(raw: str | bytes) -> ClientMessage:
 def _document(raw: str | bytes) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # read once by msgspec, which nests deeper than json
         return None
 
 

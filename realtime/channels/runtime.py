@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -248,8 +248,7 @@ class _Endpoint:
     def __init__(self, runtime: ChannelRuntime) -> None:
         self._runtime = runtime
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        try:
-            await Connection(self._runtime, scope, send).run(receive)
-        except OSError:
-            pass  # the peer went away mid-handshake or mid-close: nothing left to tell it
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine of its own: the connection's is what gets awaited, one frame less
+        # held by every open socket.
+        return Connection(self._runtime, scope, send).run(receive)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from msgspec import UNSET
 
+from realtime import logs
 from realtime.access import Access, Caller, counted
 from realtime.booking.service import BookingService
 from realtime.channels.hub import Hub
@@ -66,6 +67,8 @@ class Peer(Protocol):
     caller: Caller | None
 
     def reply_error(self, exc: MessageError) -> None: ...
+
+    def request_id(self, msg_id: str | None) -> str: ...
 
 
 def _cursor_pos(since: str) -> int:
@@ -280,8 +283,11 @@ class Session:
         booking = self.booking
         operation = _OPERATIONS[type(msg)]
         body: dict[str, Any]
+        # The message's request id is on its log lines too, as an HTTP request's is.
+        request_id = peer.request_id(msg.reply_id)
+        token = logs.request_id.set(request_id)
         try:
-            acting = self.access.booking_caller(peer.caller).acting()
+            acting = self.access.booking_caller(peer.caller).acting(request_id=request_id)
             if isinstance(msg, Book):
                 body = await counted(operation, booking.book(
                     msg.slot_id, None if msg.quantity is UNSET else msg.quantity, acting,
@@ -289,9 +295,9 @@ class Session:
                     idempotency_key=None if msg.idempotency_key is UNSET else msg.idempotency_key))
             elif isinstance(msg, HoldRequest):
                 body = await counted(operation, booking.hold(
-                    msg.slot_id, msg.quantity, msg.ttl_seconds, acting.customer_id))
+                    msg.slot_id, msg.quantity, msg.ttl_seconds, acting))
             else:
-                body = await counted(operation, booking.cancel(msg.booking_id, acting.owner))
+                body = await counted(operation, booking.cancel(msg.booking_id, acting))
         except RealtimeError as exc:
             peer.sub.send(encode_result_error(msg.reply_id, exc))
             return
@@ -299,4 +305,6 @@ class Session:
             log.exception("%s over the socket failed", operation)
             peer.sub.send(encode_result_error(msg.reply_id, RealtimeError()))
             return
+        finally:
+            logs.request_id.reset(token)
         peer.sub.send(encode_result(msg.reply_id, body))

@@ -226,6 +226,7 @@ class SseStream:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             host.session.hub.drop(self.sub)
+            self.sub.detach()
             host.closed(self)
             metrics.CONNECTIONS.dec()
             self._done.set()

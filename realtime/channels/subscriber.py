@@ -21,6 +21,10 @@ class Outlet(Protocol):
         ...
 
 
+def _nobody() -> None:
+    """What a detached subscriber wakes: no one."""
+
+
 class Subscriber:
     """One socket's view of the hub: its bounded outbox and its channels.
 
@@ -75,6 +79,14 @@ class Subscriber:
         # than the send.
         self.sampled = sampled
         self.stamp = 0.0
+
+    def detach(self) -> None:
+        """Its socket is gone: forget it. The socket's object refers to this subscriber and
+        this one back to it (`wake`, `outlet`), a reference cycle that only a garbage
+        collection would free, and not at all while the collector keeps it frozen (gcwatch.py).
+        Cut, the closed socket's objects are freed as soon as nothing else holds them."""
+        self.wake = _nobody
+        self.outlet = None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -7,6 +7,7 @@ same connection setup below.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,6 +24,12 @@ KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
 COMMAND_TIMEOUT = 30
 
 
+def process_name(role: str) -> str:
+    """`role:pid`, a connection's application_name: with several processes (`--workers N`,
+    several hosts) pg_stat_activity then tells which process holds which connection."""
+    return f"{role}:{os.getpid()}"
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -35,7 +42,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int = 10, implementation: str = "ours", *,
-                      application_name: str = "realtime",
+                      application_name: str | None = None,
                       command_timeout: float = COMMAND_TIMEOUT,
                       connect_timeout: float | None = None,
                       server_settings: dict[str, str] | None = None) -> ConnectionPool:
@@ -45,11 +52,13 @@ async def create_pool(dsn: str, size: int = 10, implementation: str = "ours", *,
     `connect_timeout` bounds each connection attempt (asyncpg's default is 60 s): the read
     replica's pool sets it low, so that a replica that stopped answering is left in seconds.
     `server_settings` adds session settings to the ones every connection gets.
+    `application_name` defaults to `realtime:<pid>` (`process_name`).
 
     Raises ValueError naming REALTIME_POOL for an unknown implementation, and what
     asyncpg.connect raises when the first connection cannot be opened.
     """
-    settings = {"application_name": application_name, **KEEPALIVES, **(server_settings or {})}
+    name = application_name or process_name("realtime")
+    settings = {"application_name": name, **KEEPALIVES, **(server_settings or {})}
     extra: dict[str, float] = {} if connect_timeout is None else {"timeout": connect_timeout}
     if implementation == "ours":
         return await Pool(dsn, size, init=_init_connection, command_timeout=command_timeout,

@@ -66,3 +66,13 @@ async def fetch_after_with_state(conn: asyncpg.Connection, pos: int, limit: int 
     state = rows[0]
     events = [Event.from_record(tuple(r)[2:]) for r in rows if r["pos"] is not None]
     return state["q_epoch"], state["q_last"], events
+
+
+async def drain(conn: asyncpg.Connection, after: int, limit: int = 1000,
+                within: float | None = None) -> tuple[int, list[Event]]:
+    """Numbers what is committed and reads the events after `after` in one call
+    (`rt_drain_events`): (how many this call numbered, the events in position order); raises
+    TimeoutError after `within` seconds."""
+    rows = await conn.fetch("SELECT * FROM rt_drain_events($1, $2)", after, limit,
+                            timeout=within)
+    return rows[0][0], [Event.from_record(tuple(r)[1:]) for r in rows if r[1] is not None]

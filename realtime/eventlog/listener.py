@@ -9,15 +9,17 @@ After a reconnect, after a poll, after our own sequencer numbered something: rea
   `UNLISTEN *` when released), a termination listener plus a heartbeat query with a timeout,
   so that a dead connection is noticed within seconds, not when TCP gives up
   (MagicStack/asyncpg#519); reconnects with backoff and jitter.
-- sequencer task: on a doorbell or every `sequencer_poll_seconds`, `rt_sequence_events()` on a
-  pooled connection, at most once per `MIN_DRAIN_SPACING` (more calls only while a call fills
-  its whole batch); a drain that numbered something is followed by one more.
-- reader task: on `rt_events` (or our own sequencer's work, or a backstop poll) fetch the
+- sequencer task: on a doorbell or every `sequencer_poll_seconds`, a drain, paced to one per
+  `MIN_DRAIN_SPACING` on average (`DRAIN_BURST` at once after a quiet spell), and one more at
+  least that long after a drain that numbered something. A drain is one call on the LISTEN
+  connection (lending.py), `rt_drain_events()`: it numbers what is committed and returns the
+  events after `last_pos`, which it hands to the hub itself.
+- reader task: on `rt_events` from another process's sequencer (or a backstop poll) fetch the
   events after `last_pos` and hand each batch to the hub. With a read replica
-  (`DATABASE_READ_URL`, replica.py) it reads there: a NOTIFY from the primary says which
-  position exists (its payload), and while the replica has not replayed it the reader polls
-  the replica every few milliseconds; the replica's positions are a prefix of the primary's,
-  so reading `pos > last_pos` there never skips one, it only comes later.
+  (`DATABASE_READ_URL`, replica.py) it reads everything there (drains only number): a NOTIFY
+  from the primary says which position exists (its payload), and while the replica has not
+  replayed it the reader polls it every few milliseconds; the replica's positions are a prefix
+  of the primary's, so reading `pos > last_pos` there never skips one, it only comes later.
 - pruner task: deletes events older than the retention.
 """
 
@@ -32,11 +34,12 @@ from typing import Any
 
 import asyncpg
 
-from realtime.db.connect import KEEPALIVES
+from realtime.db.connect import KEEPALIVES, process_name
 from realtime.db.errors import NOT_SENT
 from realtime.db.interface import ConnectionPool
 from realtime.eventlog import metrics
-from realtime.eventlog.events import Event, fetch_after, fetch_after_with_state, fetch_between
+from realtime.eventlog.events import Event, drain, fetch_after, fetch_after_with_state, fetch_between
+from realtime.eventlog.lending import ListenConnection
 from realtime.eventlog.recent import RecentEvents
 from realtime.eventlog.replica import ReadReplica
 from realtime.settings import Settings
@@ -63,6 +66,10 @@ PRUNE_INTERVAL = 60.0
 # load and adds at most 10 ms to an event's delivery only then: measured on one hot slot,
 # 3 ms -> 10 ms gave 23% more bookings/s, 10 -> 20 ms 6% more (bench/pair.py, CHANGELOG).
 MIN_DRAIN_SPACING = 0.010
+# Drains that may start at once after a quiet spell (the average stays one per spacing).
+DRAIN_BURST = 2
+# A drain waits at most this long for its answer (then it is retried).
+DRAIN_TIMEOUT = 10.0
 DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -100,6 +107,12 @@ class Listener:
         self._doorbell = asyncio.Event()
         self._wake_reader = asyncio.Event()
         self._woken_at = 0.0
+        # A drain in flight, and the highest position announced meanwhile (usually its own).
+        self._draining = False
+        self._announced = 0
+        self._listen = ListenConnection(pool)
+        # Drains and the reader hand batches to the hub one at a time, in position order.
+        self._dispatch = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: asyncpg.Connection | None = None
         self.epoch = ""
@@ -163,6 +176,9 @@ class Listener:
                 self.reads.announce(pos)
             if pos <= self.last_pos:
                 return
+            if self._draining:  # the drain in flight reads it (or wakes the reader after)
+                self._announced = max(self._announced, pos)
+                return
         self._mark()
         self._wake_reader.set()
 
@@ -181,12 +197,13 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT,
-                    server_settings={"application_name": "realtime-listener", **KEEPALIVES},
+                    server_settings={"application_name": process_name("realtime-listener"),
+                                     **KEEPALIVES},
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener("rt_doorbell", self._ring)
                 await conn.add_listener("rt_events", self._events_published)
-                self._conn = conn
+                self._conn = self._listen.conn = conn
                 self.not_ready = None
                 self.database_down = False
                 metrics.LISTENER_CONNECTED.set(1)
@@ -202,7 +219,7 @@ class Listener:
                     try:
                         await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
                     except TimeoutError:
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), HEARTBEAT_TIMEOUT)
+                        await self._listen.heartbeat(HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT)
                 self.not_ready = "the listener lost its database connection"
             except DB_ERRORS as exc:
                 self.not_ready = f"the listener cannot reach the database ({type(exc).__name__})"
@@ -212,7 +229,7 @@ class Listener:
                 metrics.LISTENER_CONNECTED.set(0)
                 if self.not_ready is None:
                     self.not_ready = "the listener is stopping"
-                self._conn = None
+                self._conn = self._listen.conn = None
                 if conn is not None:
                     conn.terminate()
             attempt += 1
@@ -221,38 +238,75 @@ class Listener:
     async def _sequencer(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
-        last_drain = 0.0
+        tokens, refilled = float(DRAIN_BURST), loop.time()
+        follow_up = 0.0  # when the drain that follows a numbering one is due (0: none)
         while True:
+            wait = self._settings.sequencer_poll_seconds
+            if follow_up:
+                wait = min(wait, max(0.0, follow_up - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.wait(), self._settings.sequencer_poll_seconds)
+                await asyncio.wait_for(self._doorbell.wait(), wait)
             # Under a stream of bookings every drain clears the doorbell and the next booking
-            # rings again: without spacing, a hot slot would pay a drain (and a NOTIFY) per
-            # booking. A few milliseconds gather them into one drain.
-            if (wait := last_drain + MIN_DRAIN_SPACING - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            last_drain = loop.time()
+            # rings again: unpaced, a hot slot would pay a drain (and a NOTIFY) per booking. The
+            # bucket's burst serves a booking just after another one's drain at light load.
+            now = loop.time()
+            tokens = min(DRAIN_BURST, tokens + (now - refilled) / MIN_DRAIN_SPACING)
+            refilled = now
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) * MIN_DRAIN_SPACING)
+                tokens, refilled = 1.0, loop.time()
+            tokens -= 1
+            start = loop.time()
+            if start >= follow_up:
+                follow_up = 0.0
             self._doorbell.clear()
             try:
                 while True:
-                    # Ahead of queued bookings: every subscriber's update waits for this call.
-                    async with self._pool.acquire(first=True) as conn:
-                        count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH)
-                    self._sequenced(count)
+                    count, again = await self._drain()
                     # Calling again until a call numbers nothing would, under a steady stream
                     # of commits, never stop: a sequencer transaction (and its WAL flush)
                     # back to back, each competing with the bookings' own flushes (measured:
                     # 1.6 more commits per booking on a hot slot).
-                    if count < BATCH:
+                    if not again:
                         break
                 if count:
                     # A booking that committed while this drain ran may have seen the doorbell
                     # still rung, and not rung it: one more drain, after the spacing, finds it.
-                    self._doorbell.set()
+                    # (Also after a drain that found the lock taken: the other call's snapshot
+                    # may predate what rang.)
+                    follow_up = max(follow_up, start + MIN_DRAIN_SPACING)
                 attempt = 0
             except DB_ERRORS as exc:
                 log.warning("sequencer: %s: %s", type(exc).__name__, exc)
                 attempt += 1
                 await asyncio.sleep(backoff(attempt, cap=RECONNECT_CAP))
+
+    async def _drain(self) -> tuple[int, bool]:
+        """One sequencer call, and with it the read when the reader reads the primary:
+        (events it numbered or -1 if the lock was taken, whether a full batch calls for
+        another call at once)."""
+        if self.reads is not None:
+            async with self._pool.acquire(first=True) as conn:
+                count = await conn.fetchval("SELECT rt_sequence_events($1)", BATCH,
+                                            timeout=DRAIN_TIMEOUT)
+            self._sequenced(count)
+            return count, count >= BATCH
+        async with self._dispatch:
+            self._draining = True
+            try:
+                async with self._listen.lend() as conn:
+                    count, events = await drain(conn, self.last_pos, BATCH, DRAIN_TIMEOUT)
+                # -1: another sequencer call held the lock; its NOTIFY announces what it numbers.
+                self._sequenced(max(count, 0), read=True)
+                if events:
+                    self._deliver(events, self._stamp())
+            finally:
+                self._draining = False
+                if self._announced > self.last_pos:  # numbered elsewhere, and not read here
+                    self._mark()
+                    self._wake_reader.set()
+                self._announced = 0
+        return count, len(events) >= BATCH
 
     async def sequence_now(self) -> int | None:
         """Number what is committed now, for a snapshot that wants nothing left unnumbered;
@@ -274,18 +328,18 @@ class Listener:
             self.reads.announce(last)
         return int(last)
 
-    def _sequenced(self, count: int) -> None:
-        """After a sequencer call: count it, and have the reader fetch what it numbered."""
+    def _sequenced(self, count: int, read: bool = False) -> None:
+        """After a sequencer call: count it; the reader fetches what it numbered, unread."""
         self.sequencer_calls += 1
         metrics.SEQUENCER_CALLS.inc()
         if count:
             metrics.EVENTS_NUMBERED.inc(count)
+        if count and not read:
             self._mark()
             self._wake_reader.set()
 
     async def _reader(self) -> None:
         attempt = 0
-        loop = asyncio.get_running_loop()
         poll = REPLICA_POLL_FIRST
         while True:
             reads = self.reads
@@ -296,10 +350,10 @@ class Listener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_reader.wait(), wait)
             self._wake_reader.clear()
-            stamp = self._woken_at or loop.time()
-            self._woken_at = 0.0
+            stamp = self._stamp()
             try:
-                await self._read_all(stamp)
+                async with self._dispatch:
+                    await self._read_all(stamp)
                 attempt = 0
                 if reads is not None:
                     if reads.behind():
@@ -336,31 +390,41 @@ class Listener:
         async with self._pool.acquire(first=True) as conn:
             return await fetch_after(conn, self.last_pos, BATCH)
 
+    def _stamp(self) -> float:
+        """When the first notification of what is about to be read arrived (or now)."""
+        stamp = self._woken_at or asyncio.get_running_loop().time()
+        self._woken_at = 0.0
+        return stamp
+
     async def _read_all(self, stamp: float) -> None:
         while True:
             events = await self._fetch()
             if not events:
                 return
-            # Positions are gap-free when numbered; a hole (at the start or inside the batch)
-            # means events were pruned before we read them (a reader behind the retention):
-            # subscribers may have missed changes, so they must resync from a snapshot.
-            if events[0].pos != self.last_pos + 1 or (
-                    events[-1].pos - events[0].pos + 1 != len(events)):
-                log.error("event log gap after %d (read %d events from %d to %d)", self.last_pos,
-                          len(events), events[0].pos, events[-1].pos)
-                if self._on_gap:
-                    self._on_gap()
-                self.recent.reset(events[0].pos - 1, self.epoch)
-            self.last_pos = events[-1].pos
-            if self.reads is not None:
-                self.reads.announce(self.last_pos)
-            self.recent.extend(events)
-            metrics.EVENTS_READ.inc(len(events))
-            self._on_events(events, self.epoch, stamp)
-            for watcher in self.watchers:
-                watcher()
+            self._deliver(events, stamp)
             if len(events) < BATCH:
                 return
+
+    def _deliver(self, events: list[Event], stamp: float) -> None:
+        """Hands a batch read after `last_pos` to the hub, the recent events and watchers."""
+        # Positions are gap-free when numbered; a hole (at the start or inside the batch)
+        # means events were pruned before we read them (a reader behind the retention):
+        # subscribers may have missed changes, so they must resync from a snapshot.
+        if events[0].pos != self.last_pos + 1 or (
+                events[-1].pos - events[0].pos + 1 != len(events)):
+            log.error("event log gap after %d (read %d events from %d to %d)", self.last_pos,
+                      len(events), events[0].pos, events[-1].pos)
+            if self._on_gap:
+                self._on_gap()
+            self.recent.reset(events[0].pos - 1, self.epoch)
+        self.last_pos = events[-1].pos
+        if self.reads is not None:
+            self.reads.announce(self.last_pos)
+        self.recent.extend(events)
+        metrics.EVENTS_READ.inc(len(events))
+        self._on_events(events, self.epoch, stamp)
+        for watcher in self.watchers:
+            watcher()
 
     async def _pruner(self) -> None:
         keep = timedelta(seconds=self._settings.event_retention_seconds)

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from realtime.db.connect import create_pool
+from realtime.db.connect import create_pool, process_name
 from realtime.db.errors import UNAVAILABLE
 from realtime.db.interface import ConnectionPool
 from realtime.errors import NotFound
@@ -268,7 +268,8 @@ class ReadReplica:
             # read would wait for them. lock_timeout bounds that like any other wait for replay
             # (LockNotAvailable: that read goes to the primary).
             self.pool = await create_pool(
-                self.dsn, self.size, self.implementation, application_name="realtime-read",
+                self.dsn, self.size, self.implementation,
+                application_name=process_name("realtime-read"),
                 command_timeout=STATEMENT_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
                 server_settings={"lock_timeout": f"{int(WAIT * 1000)}ms"})
         row = await self.pool.fetchrow(_STATE)

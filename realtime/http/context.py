@@ -4,8 +4,6 @@ and the few routes it runs itself, past Starlette's routing layers."""
 from __future__ import annotations
 
 import logging
-import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import errors, logs, metrics
 from realtime.http.responses import error_response
@@ -25,7 +23,6 @@ log = logging.getLogger("realtime.app")
 
 
 _METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"})
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
@@ -36,16 +33,10 @@ def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            request_id = text if _SAFE_ID.match(text) else None
+            request_id = text if logs.SAFE_REQUEST_ID.match(text) else None
         elif name == b"origin":
             origin = True
     return request_id, origin
-
-
-def _new_request_id() -> str:
-    # 128 random bits for correlating log lines, not a secret: no getrandom() syscall and no
-    # UUID object per request (together about 2% of the server's time on a booking).
-    return f"{random.getrandbits(128):032x}"
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -60,6 +51,9 @@ class RequestContext:
     its own `send` wrapper) cost as much Python per request as the endpoint's own work.
     A direct route gets the same endpoint, the same error responses and the same log line;
     a request with an `Origin` header takes the full stack when the app has CORS middleware.
+    WebSocket routes in `sockets` (raw ASGI apps) are run directly too: Starlette's layers
+    do nothing for them here (CORS is HTTP only), yet each would hold a coroutine frame, and
+    some a closure, for every open socket's whole life.
 
     Anything else the Starlette app would do around an endpoint, a direct route would
     silently not do: so it refuses to run (RuntimeError) when the app has other middleware,
@@ -67,9 +61,11 @@ class RequestContext:
     again on its first call (startup), since `app.add_middleware` works until then.
     """
 
-    def __init__(self, app: Starlette, direct: dict[tuple[str, str], Endpoint]) -> None:
+    def __init__(self, app: Starlette, direct: dict[tuple[str, str], Endpoint],
+                 sockets: dict[str, ASGIApp] | None = None) -> None:
         self.app = app
         self.direct = direct
+        self.sockets = sockets or {}
         self.cors = False
         self._checked = False
         problem = self._problem()
@@ -80,9 +76,10 @@ class RequestContext:
         """What the direct routes would skip, as a message; None if nothing."""
         classes = [m.cls for m in self.app.user_middleware]
         self.cors = CORSMiddleware in classes
-        if not self.direct:
+        if not self.direct and not self.sockets:
             return None
-        routes = ", ".join(f"{method} {path}" for method, path in sorted(self.direct))
+        routes = ", ".join([f"{method} {path}" for method, path in sorted(self.direct)]
+                           + [f"WebSocket {path}" for path in sorted(self.sockets)])
         others = [getattr(c, "__name__", repr(c)) for c in classes if c is not CORSMiddleware]
         if others:
             return (f"RequestContext runs {routes} itself, past Starlette's middleware, and "
@@ -117,10 +114,11 @@ class RequestContext:
                 return
             self._checked = True
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            socket = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
+            await (self.app if socket is None else socket)(scope, receive, send)
             return
         client_id, origin = _scan_headers(scope["headers"])
-        rid = client_id or _new_request_id()
+        rid = client_id or logs.new_request_id()
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500

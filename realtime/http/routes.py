@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from realtime import errors, metrics
-from realtime.access import Access, Caller, counted
+from realtime import errors, logs, metrics
+from realtime.access import Access, Acting, Caller, counted
 from realtime.booking.demo import demo_vendor_id
 from realtime.booking.service import BookingService
 from realtime.eventlog.store import EventLog
@@ -39,6 +39,18 @@ async def caller(request: Request) -> Caller:
 
 async def require_admin(request: Request) -> None:
     (await caller(request)).require_admin()
+
+
+async def admin(request: Request) -> Acting:
+    """The admin making this request, as the audit trail names it (403 for anyone else)."""
+    who = await caller(request)
+    who.require_admin()
+    return acting(who)
+
+
+def acting(who: Caller, claimed_customer_id: str | None = None) -> Acting:
+    """What `who` runs as in this request, with the request's id for the audit trail."""
+    return who.acting(claimed_customer_id, logs.request_id.get())
 
 
 async def rate_limit(request: Request) -> None:
@@ -92,9 +104,9 @@ _SLOT_0 = "$response.body#/slots/0/id"
                   "VendorAvailability": Link("vendorAvailability", {"id": "$response.body#/id"})})
 async def create_vendor(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = await admin(request)
     body = await read_body(request, _CREATE_VENDOR)
-    return JSONResponse(await _state(request)[1].create_vendor(body.name), status_code=201)
+    return JSONResponse(await _state(request)[1].create_vendor(body.name, who), status_code=201)
 
 
 @operation(id="createService", summary="Create a service of a vendor (admin)", status=201,
@@ -106,10 +118,10 @@ async def create_vendor(request: Request) -> Response:
                                               {"id": "$response.body#/id"})})
 async def create_service(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = await admin(request)
     vendor_id = path_id(request, errors.VendorNotFound)
     body = await read_body(request, _CREATE_SERVICE)
-    service = await _state(request)[1].create_service(vendor_id, body.name, body.exclusive)
+    service = await _state(request)[1].create_service(vendor_id, body.name, body.exclusive, who)
     return JSONResponse(service, status_code=201)
 
 
@@ -121,12 +133,13 @@ async def create_service(request: Request) -> Response:
                   "PatchSlot": Link("patchSlot", {"id": _SLOT_0})})
 async def create_slots(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = await admin(request)
     service_id = path_id(request, errors.ServiceNotFound)
     body = await read_body(request, _CREATE_SLOTS)
     slots = [{"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat(),
               "capacity": s.capacity} for s in body.slots]
-    return JSONResponse(await _state(request)[1].create_slots(service_id, slots), status_code=201)
+    return JSONResponse(await _state(request)[1].create_slots(service_id, slots, who),
+                        status_code=201)
 
 
 @operation(id="patchSlot", summary="Change a slot's capacity (admin)", body=http.PatchSlot,
@@ -135,10 +148,11 @@ async def create_slots(request: Request) -> Response:
            description="409 CAPACITY_BELOW_USAGE when the capacity would fall below booked + held.")
 async def patch_slot(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = await admin(request)
     slot_id = path_id(request, errors.SlotNotFound)
     body = await read_body(request, _PATCH_SLOT)
-    slot = await counted("set_capacity", _state(request)[1].set_capacity(slot_id, body.capacity))
+    slot = await counted("set_capacity",
+                         _state(request)[1].set_capacity(slot_id, body.capacity, who))
     return JSONResponse(slot)
 
 
@@ -217,7 +231,7 @@ async def create_booking(request: Request) -> Response:
     body = await read_body(request, _CREATE_BOOKING)
     claimed = body.customer_id if who.open and body.customer_id is not UNSET else None
     result = await counted("book", _state(request)[1].book(
-        body.slot_id, None if body.quantity is UNSET else body.quantity, who.acting(claimed),
+        body.slot_id, None if body.quantity is UNSET else body.quantity, acting(who, claimed),
         hold_id=None if body.hold_id is UNSET else body.hold_id, idempotency_key=key))
     return JSONResponse(result, status_code=201)
 
@@ -236,8 +250,8 @@ async def get_booking(request: Request) -> Response:
 async def cancel_booking(request: Request) -> Response:
     await rate_limit(request)
     booking_id = path_id(request, errors.BookingNotFound)
-    owner = (await caller(request)).acting().owner
-    return JSONResponse(await counted("cancel", _state(request)[1].cancel(booking_id, owner)))
+    who = acting(await caller(request))
+    return JSONResponse(await counted("cancel", _state(request)[1].cancel(booking_id, who)))
 
 
 @operation(id="createHold", summary="Hold units of a slot for a while", status=201,
@@ -255,7 +269,7 @@ async def create_hold(request: Request) -> Response:
     body = await read_body(request, _CREATE_HOLD)
     claimed = body.customer_id if who.open and body.customer_id is not UNSET else None
     result = await counted("hold", _state(request)[1].hold(
-        body.slot_id, body.quantity, body.ttl_seconds, who.acting(claimed).customer_id))
+        body.slot_id, body.quantity, body.ttl_seconds, acting(who, claimed)))
     return JSONResponse(result, status_code=201)
 
 
@@ -265,8 +279,8 @@ async def create_hold(request: Request) -> Response:
 async def release_hold(request: Request) -> Response:
     await rate_limit(request)
     hold_id = path_id(request, errors.HoldNotFound)
-    owner = (await caller(request)).acting().owner
-    result = await counted("release", _state(request)[1].release(hold_id, owner))
+    who = acting(await caller(request))
+    result = await counted("release", _state(request)[1].release(hold_id, who))
     return JSONResponse({"slot": result["slot"]})
 
 

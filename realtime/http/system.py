@@ -100,18 +100,38 @@ async def index(request: Request) -> Response:
     return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
 
+# Media types by suffix, not from the machine's mime.types (which differs between hosts and
+# calls `.ts` a Qt translation file): a browser loads an ES module only with a JavaScript type.
+MEDIA_TYPES = (
+    (".d.ts", b"application/typescript; charset=utf-8"),
+    (".js", b"text/javascript; charset=utf-8"),
+    (".mjs", b"text/javascript; charset=utf-8"),
+    (".css", b"text/css; charset=utf-8"),
+)
+
+
 class PublicStatic:
-    """/static for any site: the client library is an ES module that booking sites import
-    cross-origin, which browsers only allow with CORS."""
+    """/static for any site: the client library is ES modules that booking sites import
+    cross-origin, which browsers only allow with CORS. Nothing under /static carries a version in
+    its URL, so every response is `no-cache`: a browser revalidates (ETag, 304) and never runs a
+    new realtime.js against a cached older module beside it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_cors(message: Message) -> None:
+        path = str(scope.get("path", ""))
+        media_type = next((t for suffix, t in MEDIA_TYPES if path.endswith(suffix)), None)
+
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      (b"access-control-allow-origin", b"*")]
+                typed = media_type is not None and message.get("status") in (200, 206)
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if not (typed and k.lower() == b"content-type")]
+                headers += [(b"access-control-allow-origin", b"*"), (b"cache-control", b"no-cache")]
+                if typed:
+                    headers.append((b"content-type", media_type or b""))
+                message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_cors)
+        await self.app(scope, receive, send_with_headers)

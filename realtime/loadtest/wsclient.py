@@ -204,6 +204,9 @@ class Subscriber(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        if self.closing:  # given up on before it connected (a connect timeout)
+            self.transport.abort()
+            return
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET {self.dialect.handshake_path(self.path)} HTTP/1.1\r\n"

@@ -27,6 +27,9 @@ from realtime.schema.types import TIME_EXPECTS, Time, parse_time
 
 T = TypeVar("T")
 
+# Well-formed JSON the server will not read: nested deeper than the decoders go, or a number
+# with more digits than Python converts to an int.
+UNREADABLE = "cannot be read: nested too deeply or a number too long"
 _AT = re.compile(r"(.*?)(?: - at `\$(.*)`)?", re.S)
 _MISSING = re.compile(r"Object missing required field `(.*)`")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
@@ -73,13 +76,28 @@ def decode(dec: msgspec.json.Decoder[T], raw: bytes | str, root: str) -> T:
         return dec.decode(raw)
     except msgspec.ValidationError as exc:
         first = exc
+    except RecursionError:  # well-formed JSON nested deeper than msgspec reads
+        raise Invalid(Problem(root, UNREADABLE, True), None) from None
     try:
         # msgspec may refuse the type before it reads the rest: what is not JSON at all raises
         # DecodeError here.
         document = msgspec.json.decode(raw)
     except msgspec.ValidationError:  # a number past a float's range: well-formed JSON still
-        document = json.loads(raw)
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):  # more digits than Python converts, or too deep
+            raise Invalid(_unreadable(first, root), None) from None
+    except RecursionError:  # well-formed JSON nested deeper than msgspec reads
+        raise Invalid(_unreadable(first, root), None) from None
     return _settle(document, dec.type, first, root)
+
+
+def _unreadable(exc: msgspec.ValidationError, root: str) -> Problem:
+    """A message whose JSON cannot be read back as a whole: named by the path msgspec gave."""
+    path = _AT.fullmatch(str(exc)).groups()[1]  # type: ignore[union-attr]
+    segments: list[str | int] = [name if name else int(index)
+                                 for name, index in _SEGMENT.findall(path or "")]
+    return Problem(_name(segments, root), UNREADABLE, True)
 
 
 def convert(value: Mapping[str, Any], type_: type[T], root: str) -> T:

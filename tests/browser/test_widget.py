@@ -1,24 +1,26 @@
 """The demo widget (`GET /`, realtime/static/widget.js) in real headless Chromium against a real server.
 
-Each page is a separate browser context, that is a different person. The server is a subprocess;
-the restart test stops it and starts it again on the same port and database.
+Each page is a separate browser context, that is a different person. The server is a subprocess,
+shared by the tests (conftest's widget_site: each makes its own vendor); the restart test starts
+its own, stops it and starts it again on the same port and database, and the foreign page's test
+starts one allowing that page's origin.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
 import subprocess
 import sys
-import threading
 
 import httpx
 import pytest
 
 from tests.browser.conftest import (
+    ForeignSite,
     _need_channels,
     api,
+    assert_accessible,
     make_service,
     open_widget,
     slot_el,
@@ -29,10 +31,17 @@ from tests.support.server import ServerProcess, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
+# The slot whose button has the keyboard focus, inside the widget's shadow root.
+FOCUSED_SLOT = """(() => {
+    let el = document.activeElement;
+    while (el?.shadowRoot?.activeElement) el = el.shadowRoot.activeElement;
+    return el?.closest?.('[data-slot-id]')?.dataset.slotId ?? null;
+})()"""
 
-async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess, pages) -> None:
-    data = make_service(live_server, [3, 1, 2])
-    url = f"{live_server.url}/?service={data['service']['id']}"
+
+async def test_booking_in_one_page_shows_in_the_other(server: ServerProcess, pages) -> None:
+    data = make_service(server, [3, 1, 2])
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     target = data["slots"][0]["id"]
@@ -43,7 +52,7 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
 
     # Presence: the first page sees the second person arrive.
     await a.wait_for_function(
-        "document.querySelector('[data-presence]').textContent.trim() === '2'")
+        "deepQuery('[data-presence]').textContent.trim() === '2'")
 
     await slot_el(a, target).click()
     await wait_attr(a, target, "data-state", "mine")
@@ -52,7 +61,7 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
     assert await slot_el(a, target).get_attribute("data-available") == "2"
 
     # A booking made elsewhere (over HTTP) shows in both.
-    api(live_server, "POST", "/api/bookings", {"slot_id": data["slots"][1]["id"]}, expect=201)
+    api(server, "POST", "/api/bookings", {"slot_id": data["slots"][1]["id"]}, expect=201)
     for p in (a, b):
         await wait_attr(p, data["slots"][1]["id"], "data-state", "full")
         await wait_attr(p, data["slots"][1]["id"], "data-available", "0")
@@ -66,27 +75,27 @@ async def test_booking_in_one_page_shows_in_the_other(live_server: ServerProcess
 
     # The aria-live region announced it.
     await b.wait_for_function(
-        "document.querySelector('[aria-live=polite]').textContent.includes('Booked')")
+        "deepQuery('[aria-live=polite]').textContent.includes('Booked')")
 
 
-async def test_presence_reaches_everyone_looking(live_server: ServerProcess, pages) -> None:
-    data = make_service(live_server, [1])
-    url = f"{live_server.url}/?service={data['service']['id']}"
+async def test_presence_reaches_everyone_looking(server: ServerProcess, pages) -> None:
+    data = make_service(server, [1])
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
     for p in (a, b):
         await p.wait_for_function(
-            "document.querySelector('[data-presence]').textContent.trim() === '2'",
+            "deepQuery('[data-presence]').textContent.trim() === '2'",
             timeout=5000)
     await b.context.close()
     await a.wait_for_function(
-        "document.querySelector('[data-presence]').textContent.trim() === '1'", timeout=5000)
+        "deepQuery('[data-presence]').textContent.trim() === '1'", timeout=5000)
 
 
 async def _record_states(page, slot_id: str) -> None:
     await page.evaluate(
         """(id) => {
-            const el = document.querySelector(`[data-slot-id="${id}"]`);
+            const el = deepQuery(`[data-slot-id="${id}"]`);
             window.__states = [el.dataset.state];
             new MutationObserver(() => {
                 const s = el.dataset.state;
@@ -102,25 +111,25 @@ async def _click_at(page, slot_id: str, at_ms: float) -> None:
     # heard of the other's booking when it clicks.
     await page.evaluate(
         """([id, at]) => { setTimeout(
-            () => document.querySelector(`[data-slot-id="${id}"]`).click(),
+            () => deepQuery(`[data-slot-id="${id}"]`).click(),
             Math.max(0, at - Date.now())); }""",
         [slot_id, at_ms],
     )
 
 
 SETTLED = """(id) => {
-    const el = document.querySelector(`[data-slot-id="${id}"]`);
+    const el = deepQuery(`[data-slot-id="${id}"]`);
     return window.__states.length > 1 && ['mine', 'full'].includes(el.dataset.state);
 }"""
 
 
-async def test_two_pages_racing_for_the_last_unit(live_server: ServerProcess, pages) -> None:
+async def test_two_pages_racing_for_the_last_unit(server: ServerProcess, pages) -> None:
     # Three single-unit slots to race for (a race is only real when both clicks left before
     # either page heard of the other's booking; retried on the next slot if not), and free
     # ones after them to be offered as alternatives.
-    data = make_service(live_server, [1, 1, 1, 2, 2, 2])
+    data = make_service(server, [1, 1, 1, 2, 2, 2])
     ids = {s["id"] for s in data["slots"]}
-    url = f"{live_server.url}/?service={data['service']['id']}"
+    url = f"{server.url}/?service={data['service']['id']}"
     a = await open_widget(pages, url)
     b = await open_widget(pages, url)
 
@@ -152,6 +161,7 @@ async def test_two_pages_racing_for_the_last_unit(live_server: ServerProcess, pa
         assert "Someone else" in await notice.inner_text()
         alts = loser.locator("[data-alternatives] [data-alternative-slot-id]")
         assert await alts.count() >= 1
+        await assert_accessible(loser, "a lost race, with alternatives")
         alt_id = await alts.first.get_attribute("data-alternative-slot-id")
         assert alt_id in ids and alt_id != contested
         await alts.first.click()
@@ -206,39 +216,11 @@ async def test_server_restart_under_the_pages(live_server: ServerProcess, pages,
     await wait_attr(a, s1, "data-state", "full")
 
 
-class _ForeignSite:
-    """Another web site (another origin: another port) serving one plain HTML page."""
-
-    def __init__(self, html: str = "") -> None:
-        self.html = html
-        site = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = site.html.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_path,
                                                        pages) -> None:
     """The embedding example of docs/client.md, served by another site, works as shown."""
     _need_channels()
-    site = _ForeignSite()  # its origin first: the server must allow it
+    site = ForeignSite()  # its origin first: the server must allow it
     port = free_port()
     server = ServerProcess(
         database_url, port=port, log_dir=tmp_path,
@@ -256,63 +238,64 @@ async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_pa
         await page.goto(f"{site.origin}/booking.html")
         first, second = (s["id"] for s in data["slots"])
         await page.wait_for_selector(f'[data-slot-id="{first}"]')
-        await page.wait_for_function("document.querySelector('#state').textContent === 'live'")
+        await page.wait_for_function("deepQuery('#state').textContent === 'live'")
         # Someone books over HTTP: the foreign page hears it.
         api(server, "POST", "/api/bookings", {"slot_id": first}, expect=201)
         await page.wait_for_function(
-            "(id) => document.querySelector(`[data-slot-id=\"${id}\"]`)"
+            "(id) => deepQuery(`[data-slot-id=\"${id}\"]`)"
             ".textContent.includes('1 left')", arg=first)
         # It books over the socket with the library.
         await page.locator(f'[data-slot-id="{second}"]').click()
         await page.wait_for_function(
-            "document.querySelector('#log').textContent.includes('Booked')")
+            "deepQuery('#log').textContent.includes('Booked')")
         avail = api(server, "GET", f"/api/services/{data['service']['id']}/availability"
                     "?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", expect=200)
         assert {s["id"]: s["available"] for s in avail["slots"]}[second] == 0
         await page.wait_for_function(
-            "(id) => document.querySelector(`[data-slot-id=\"${id}\"]`).disabled", arg=second)
+            "(id) => deepQuery(`[data-slot-id=\"${id}\"]`).disabled", arg=second)
     finally:
         site.close()
         await asyncio.to_thread(server.stop)
 
 
-async def test_demo_page_on_a_phone_is_accessible(live_server: ServerProcess, pages) -> None:
+async def test_demo_page_on_a_phone_is_accessible(server: ServerProcess, pages) -> None:
     """`GET /` with no parameters shows the demo vendor; it fits a phone and works by keyboard."""
-    env = {**os.environ, "DATABASE_URL": live_server.database_url}
+    env = {**os.environ, "DATABASE_URL": server.database_url}
     seeded = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "realtime", "seed", "--demo"],
         env=env, capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     page = await pages(viewport={"width": 375, "height": 720})
-    await page.goto(live_server.url + "/")
+    await page.goto(server.url + "/")
     await page.wait_for_selector("[data-slot-id]")
     await page.wait_for_selector("[data-connection=live]")
 
     # Fits the screen: nothing scrolls sideways.
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    # Every slot is a real button with a spoken label and the contract's attributes.
+    # Every slot holds a real button with a spoken label, and carries the contract's attributes.
     info = await page.eval_on_selector_all(
         "[data-slot-id]",
-        """els => els.map(e => ({tag: e.tagName, label: e.getAttribute('aria-label') || '',
+        """els => els.map(e => ({tag: e.querySelector('button')?.tagName,
+                                 label: e.querySelector('button')?.getAttribute('aria-label') || '',
                                  state: e.dataset.state, available: e.dataset.available}))""")
     assert info and all(i["tag"] == "BUTTON" and i["label"] for i in info)
     assert all(i["state"] in ("available", "pending", "mine", "full") for i in info)
     assert all(i["available"].isdigit() for i in info)
     assert await page.locator("[aria-live]").count() >= 1
     # Tappable: slots are at least 44 px tall.
-    assert await page.evaluate(
-        "Math.min(...[...document.querySelectorAll('[data-slot-id]')]"
-        ".map(e => e.getBoundingClientRect().height)) >= 44")
+    heights = await page.eval_on_selector_all(
+        "[data-slot-id] button", "els => els.map(e => e.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 44
 
     # Keyboard only: Tab to the first free slot, Enter books it.
     target = await page.get_attribute("[data-slot-id][data-state=available]", "data-slot-id")
     for _ in range(60):
         await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement?.dataset?.slotId") == target:
+        if await page.evaluate(FOCUSED_SLOT) == target:
             break
     else:
         pytest.fail("Tab never reached the first free slot")
     await page.keyboard.press("Enter")
     await wait_attr(page, target, "data-state", "mine")
     await page.wait_for_function(
-        "document.querySelector('[aria-live=polite]').textContent.includes('Booked')")
+        "deepQuery('[aria-live=polite]').textContent.includes('Booked')")

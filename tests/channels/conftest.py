@@ -1,6 +1,7 @@
 """Fixtures for the channels tests: an in-process uvicorn on a free port, seeded data, clients.
 
-The server runs in the test's own event loop (not a subprocess) so that an exception anywhere
+The server runs uvicorn's WebSocket protocol as `realtime serve` does (`SocketProtocol`, or
+another by `ws=`), in the test's own event loop (not a subprocess) so that an exception anywhere
 in the server fails the test (`_fail_on_loop_errors`) and tests can look at the hub directly.
 The SIGTERM test uses the subprocess server of tests/conftest.py instead.
 """
@@ -24,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from realtime.app import create_app
 from realtime.booking.service import BookingService
 from realtime.channels.runtime import ChannelRuntime
+from realtime.channels.wsprotocol import SocketProtocol
 from realtime.db.connect import create_pool
 from realtime.db.interface import ConnectionPool
 from realtime.settings import Settings
@@ -78,7 +80,7 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-async def start_live(database_url: str, ws: str = "auto", deflate: bool = False,
+async def start_live(database_url: str, ws: Any = SocketProtocol, deflate: bool = False,
                      uvicorn_options: dict[str, Any] | None = None, **overrides: Any) -> Live:
     settings = replace(BASE_SETTINGS, database_url=database_url, **overrides)
     app = create_app(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 import weakref
+from collections import deque
 
 import pytest
 
@@ -103,5 +104,67 @@ def test_thaw_after_many_freezes_and_never_counts_on_the_timer(
     try:
         assert gcwatch.maybe_thaw(open_sockets=10)
         assert gcwatch._freezes == 0
+    finally:
+        gc.unfreeze()
+
+
+def test_thaws_after_closes_back_off_while_they_find_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thaw after many closes that collects next to nothing doubles the wait before the
+    next one; one that finds a leaking socket's worth of garbage per close resets it."""
+    base = gcwatch.THAW_MIN_INTERVAL
+    closes = gcwatch.THAW_AFTER_CLOSED
+    monkeypatch.setattr(gcwatch, "_closed_interval", base)
+    monkeypatch.setattr(gcwatch, "_freezes", 0)
+    monkeypatch.setattr(gcwatch, "_watched", deque(maxlen=gcwatch.WATCHED))
+
+    def thaw_after(seconds: float) -> bool:
+        monkeypatch.setattr(gcwatch, "_closed", closes)
+        monkeypatch.setattr(gcwatch, "_last_thaw", time.monotonic() - seconds)
+        return gcwatch.maybe_thaw(open_sockets=10)
+
+    try:
+        gc.collect()
+        assert thaw_after(base + 1)  # nothing to find
+        assert gcwatch._closed_interval == 2 * base
+        assert not thaw_after(base + 1)
+        assert thaw_after(2 * base + 1)
+        assert gcwatch._closed_interval == 4 * base
+        leaked = []
+        for _ in range(closes * gcwatch.GARBAGE_PER_CLOSED // 2):
+            a: list[object] = []
+            a.append([a])  # two lists in a cycle
+            leaked.append(a)
+        gc.freeze()
+        del leaked, a  # garbage now, frozen: as a closed socket's cycles would be
+        assert thaw_after(4 * base + 1)
+        assert gcwatch._closed_interval == base
+    finally:
+        gc.unfreeze()
+
+
+def test_closed_sockets_seen_alive_bring_the_thaw_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While watched closed sockets outlive their close, many closes bring a thaw a minute
+    after the last; while they all go at once, the same closes bring none before the longer
+    wait."""
+    monkeypatch.setattr(gcwatch, "_watched", deque(maxlen=gcwatch.WATCHED))
+    monkeypatch.setattr(gcwatch, "_closed_interval", gcwatch.THAW_UNSEEN_INTERVAL)
+    monkeypatch.setattr(gcwatch, "_freezes", 0)
+    monkeypatch.setattr(gcwatch, "_closed", 0)
+    monkeypatch.setattr(gcwatch, "LEAK_AFTER", 0.0)
+    a_minute_ago = time.monotonic() - gcwatch.THAW_MIN_INTERVAL - 1
+    try:
+        for _ in range(gcwatch.THAW_AFTER_CLOSED):
+            gcwatch.closed(Node())  # freed at once, as a closed socket should be
+        assert not gcwatch.leaking()
+        monkeypatch.setattr(gcwatch, "_last_thaw", a_minute_ago)
+        assert not gcwatch.maybe_thaw(open_sockets=10)
+        kept = [Node() for _ in range(10)]  # closed, yet still alive
+        for i in range(gcwatch.THAW_AFTER_CLOSED):
+            gcwatch.closed(kept[i % len(kept)])
+        assert gcwatch.leaking()
+        assert gcwatch.maybe_thaw(open_sockets=10)
+        assert not gcwatch.leaking()  # a thaw starts the watch again
     finally:
         gc.unfreeze()

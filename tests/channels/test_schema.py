@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from typing import Any
 
 import msgspec
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from realtime.channels.wsprotocol import SocketProtocol
 from realtime.schema import ws
 from tests.channels.conftest import Live, World, client, start_live, stop_live
 
@@ -109,14 +111,14 @@ async def test_every_frame_the_server_sends_matches_its_struct(live: Live, world
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:The `websockets` implementation")
-@pytest.mark.parametrize("impl", ["auto", "websockets", "wsproto"])
-async def test_invalid_utf8_closes_with_1007_quietly(database_url: str, impl: str,
+@pytest.mark.parametrize("impl", [SocketProtocol, "auto", "websockets", "wsproto"])
+async def test_invalid_utf8_closes_with_1007_quietly(database_url: str, impl: Any,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     """A text frame that is not UTF-8 (any raw client can send one) fails the connection as
     RFC 6455 says, without an error-level log or a traceback; the server goes on. uvicorn's
     default (websockets-sansio) and legacy implementations send the 1007 close frame; its
     wsproto one drops the connection without one (1006 at the client), in uvicorn itself."""
-    if impl != "auto":
+    if isinstance(impl, str) and impl != "auto":
         importlib.import_module(impl)
     live = await start_live(database_url, ws=impl)
     caplog.set_level(logging.INFO)

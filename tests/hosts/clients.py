@@ -17,10 +17,12 @@ import contextlib
 import random
 import re
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import orjson
 
 from realtime.loadtest.wsclient import NativeDialect, Subscriber
@@ -59,6 +61,8 @@ class Client:
     # --- messages ---------------------------------------------------------------------
 
     def on_message(self, sub: Subscriber, payload: bytes) -> None:
+        if sub is not self.sub:
+            return  # a socket this client gave up on (see connect): not its view any more
         msg = orjson.loads(payload)
         kind = msg.get("type")
         if kind == "availability:updated":
@@ -123,6 +127,9 @@ class Client:
             await asyncio.wait_for(loop.create_connection(lambda: sub, self.fleet.host,
                                                           self.fleet.port), CONNECT_TIMEOUT)
         except (OSError, TimeoutError):
+            # The connection may still come up (asyncio.wait_for can time out just as it is
+            # made): the socket is closed when it does, and never read.
+            sub.abort()
             self._lost(None)
 
     def on_lost(self, sub: Subscriber, exc: Exception | None) -> None:
@@ -231,6 +238,40 @@ class Fleet:
         for c in self.clients:
             c.close()
         await asyncio.sleep(0.1)  # let the transports finish closing inside this loop
+
+
+@dataclass
+class World:
+    """What the tests book: one vendor, `services` channels, their slots (ample capacity)."""
+
+    vendor: str
+    slots: dict[str, list[str]]  # channel -> slot ids
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.slots)
+
+    @property
+    def all_slots(self) -> list[str]:
+        return [s for ids in self.slots.values() for s in ids]
+
+
+async def database_truth(dsn: str, vendor: str,
+                         channels: Iterable[str]) -> dict[str, dict[str, SlotState]]:
+    """Each channel's slots as the database holds them (`channels`: the vendor's services):
+    the truth clients must end up with."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text, service_id::text, version, booked, held, capacity - booked - held "
+            "AS available FROM rt_slots WHERE vendor_id = $1", uuid.UUID(vendor))
+    finally:
+        await conn.close()
+    truth: dict[str, dict[str, SlotState]] = {ch: {} for ch in channels}
+    for r in rows:
+        truth[f"service:{r['service_id']}"][r["id"]] = (r["version"], r["booked"], r["held"],
+                                                        r["available"])
+    return truth
 
 
 def expected_totals(clients: Iterable[Client]) -> dict[str, int]:

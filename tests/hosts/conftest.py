@@ -21,7 +21,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.hosts.clients import Fleet, SlotState
+from tests.hosts.clients import Fleet, SlotState, World, database_truth
 from tests.hosts.netns import Network, sweep_stale
 from tests.hosts.services import (
     LB_PORT,
@@ -172,22 +172,6 @@ def cluster(network: Network, database: str, redis_host: Redis, haproxy: HAProxy
             print(f"--- {app.host} log (tail) ---\n{app.process.log(3000)}")
 
 
-@dataclass
-class World:
-    """What the tests book: one vendor, `services` channels, their slots (ample capacity)."""
-
-    vendor: str
-    slots: dict[str, list[str]]  # channel -> slot ids
-
-    @property
-    def channels(self) -> list[str]:
-        return list(self.slots)
-
-    @property
-    def all_slots(self) -> list[str]:
-        return [s for ids in self.slots.values() for s in ids]
-
-
 async def make_world(base_url: str, services: int, slots_per_service: int) -> World:
     """Creates the vendor, services and slots through `base_url` (a balancer)."""
     start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
@@ -206,29 +190,13 @@ async def make_world(base_url: str, services: int, slots_per_service: int) -> Wo
     return World(vendor["id"], slots)
 
 
-async def database_truth(dsn: str, world: World) -> dict[str, dict[str, SlotState]]:
-    """Each channel's slots as the database holds them: the truth clients must end up with."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT id::text, service_id::text, version, booked, held, capacity - booked - held "
-            "AS available FROM rt_slots WHERE vendor_id = $1", uuid.UUID(world.vendor))
-    finally:
-        await conn.close()
-    truth: dict[str, dict[str, SlotState]] = {ch: {} for ch in world.channels}
-    for r in rows:
-        truth[f"service:{r['service_id']}"][r["id"]] = (r["version"], r["booked"], r["held"],
-                                                        r["available"])
-    return truth
-
-
 def lb_url(host: str) -> str:
     return f"http://{host}:{LB_PORT}"
 
 
 async def settle(fleet: Fleet, dsn: str, world: World, within: float = 15) -> dict[str, dict[str, SlotState]]:
     """Waits until every client's view equals the database's; returns the database's view."""
-    truth = await database_truth(dsn, world)
+    truth = await database_truth(dsn, world.vendor, world.channels)
     # A timeout here is not the verdict: the caller's asserts then name what differs.
     with contextlib.suppress(AssertionError):
         await fleet.wait("every client shows the database's state",

@@ -83,13 +83,15 @@ async def plain(request: Request) -> Response:
 
 def test_other_middleware_is_refused_when_built() -> None:
     """Built over an app with middleware besides CORS, it raises, naming the middleware and
-    the routes it runs itself; CORS alone, or no direct routes, is fine."""
+    the routes it runs itself (HTTP or WebSocket); CORS alone, or no direct routes, is fine."""
     routes = [Route("/healthz", healthz), Route("/other", plain)]
     gzip = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS,
                      middleware=[Middleware(GZipMiddleware)])
     with pytest.raises(RuntimeError, match=r"GET /healthz .*skip GZipMiddleware"):
         RequestContext(gzip, direct_routes(gzip.routes, (healthz,)))
     assert RequestContext(gzip, {}).direct == {}  # nothing run past it: nothing skipped
+    with pytest.raises(RuntimeError, match=r"WebSocket /ws .*skip GZipMiddleware"):
+        RequestContext(gzip, {}, sockets={"/ws": plain})  # a socket route run past it too
     cors = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS,
                      middleware=[Middleware(CORSMiddleware, allow_origins=["https://a.example"])])
     assert RequestContext(cors, direct_routes(cors.routes, (healthz,))).cors is True

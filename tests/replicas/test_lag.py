@@ -62,7 +62,7 @@ async def test_updates_stream_through_the_standby(replicated: Replicated) -> Non
         try:
             readers = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'realtime-read' AND datname = current_database()")
+                "WHERE application_name LIKE 'realtime-read:%' AND datname = current_database()")
         finally:
             await conn.close()
         assert readers >= 1

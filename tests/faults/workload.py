@@ -51,7 +51,7 @@ CLIENTS = 32
 WS_CLIENTS = 8
 # Seconds of load in every run before its fault and after its recovery: work checked on a
 # server that has not yet been hurt, and on one that should have healed.
-STEADY = 3.0
+STEADY = 4.0
 # Operations and frames of every checked run of the session (printed at the end of it).
 TOTALS = {"operations": 0, "frames": 0, "runs": 0}
 

@@ -100,8 +100,8 @@ def _claims() -> list[tuple[str, str]]:
         ("api.md", f"| 413 | `PAYLOAD_TOO_LARGE` | body over {responses.MAX_BODY // 1024} KiB |"),
         ("api.md", f"kept {_idempotency_hours()} hours"),
         ("api.md", f"or did not answer within {DEADLINE:g} s"),
-        ("faults.md", f"has a deadline of {DEADLINE:g} s"),
-        ("faults.md", f"503 `DATABASE_UNAVAILABLE` within {DEADLINE:g} s"),
+        ("reliability.md", f"has a deadline of {DEADLINE:g} s"),
+        ("reliability.md", f"503 `DATABASE_UNAVAILABLE` within {DEADLINE:g} s"),
         ("deployment.md", f"the listener reconnects (backoff capped at {listener.RECONNECT_CAP:g} s)"),
         ("configuration.md", f"(a crashed process stops counting within {ttl:g} s)"),
         ("loadtest.md", f"at most {runner.MAX_SOCKETS:,} sockets, {runner.MAX_RATE:,.0f} bookings/s and "

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -61,8 +63,49 @@ def realtime_check(dsn: str) -> subprocess.CompletedProcess[str]:
 
 
 
+# The operations the fault runs of one session must check between them, when the whole suite
+# runs in CI (docs/reliability.md, "How many operations").
+SESSION_TARGET = 20_000
+SUITE = Path(__file__).parent
+# The suite's workload tests as this session selected them, and whether any was left out.
+SELECTED: dict[str, Any] = {"modules": set(), "deselected": False}
+
+
+def _workload_test(item: pytest.Item) -> bool:
+    return item.path.parent == SUITE and item.get_closest_marker("faults") is not None
+
+
+def _suite_modules() -> set[str]:
+    """The suite's modules that run workloads (those marked `faults`)."""
+    return {p.name for p in SUITE.glob("test_*.py") if "pytest.mark.faults" in p.read_text()}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    SELECTED["modules"] = {item.path.name for item in session.items if _workload_test(item)}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if any(_workload_test(item) for item in items):
+        SELECTED["deselected"] = True
+
+
+def whole_suite_ran() -> bool:
+    """Every workload test of tests/faults was selected (no -k, -m or file subset)."""
+    return not SELECTED["deselected"] and SELECTED["modules"] == _suite_modules()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if IN_CI and whole_suite_ran() and TOTALS["operations"] < SESSION_TARGET:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TOTALS["runs"]:
+    if not TOTALS["runs"]:
+        return
+    terminalreporter.write_line(
+        f"fault runs: {TOTALS['runs']}, {TOTALS['operations']} client operations and "
+        f"{TOTALS['frames']} subscriber frames checked")
+    if IN_CI and whole_suite_ran() and TOTALS["operations"] < SESSION_TARGET:
         terminalreporter.write_line(
-            f"fault runs: {TOTALS['runs']}, {TOTALS['operations']} client operations and "
-            f"{TOTALS['frames']} subscriber frames checked")
+            f"FAILED: the fault runs checked {TOTALS['operations']} operations, fewer than "
+            f"the {SESSION_TARGET} required of a whole run of tests/faults", red=True)

@@ -16,7 +16,7 @@ from realtime.httpclient import get
 from tests.faults.conftest import realtime_check
 from tests.faults.history import History, Op
 from tests.faults.processes import Cluster
-from tests.faults.workload import ops_between, under_load
+from tests.faults.workload import STEADY, ops_between, under_load
 from tests.support.proxy import TcpProxy
 from tests.support.server import ServerProcess
 
@@ -50,7 +50,7 @@ def figures(history: History, start: float, end: float) -> dict[str, float]:
 async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: TcpProxy,
                                        tmp_path):
     """50 ms each way, then its connections dropped every second: every answer comes, none is a 500, the
-    history holds no anomaly; the cost of the delay is printed (docs/faults.md)."""
+    history holds no anomaly; the cost of the delay is printed (docs/reliability.md)."""
     # Started and stopped off the loop: the relay runs in it.
     server = ServerProcess(through(relay, fault_db), log_dir=tmp_path)
     await asyncio.to_thread(server.start)
@@ -67,7 +67,7 @@ async def test_slow_then_lossy_network(cluster: Cluster, fault_db: str, relay: T
                 await asyncio.sleep(1)
             t3 = time.monotonic()
             relay.delay = 0
-            await asyncio.sleep(1)
+            await asyncio.sleep(STEADY)
     finally:
         relay.delay = 0
         await asyncio.to_thread(server.stop)
@@ -123,7 +123,7 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
     await asyncio.to_thread(server.start)
     try:
         async with under_load(server.url, fault_db) as load:
-            await asyncio.sleep(1)
+            await asyncio.sleep(STEADY)
             relay.blackhole()
             silent = time.monotonic()
             await asyncio.sleep(2.5)
@@ -131,7 +131,7 @@ async def test_database_that_stops_answering(cluster: Cluster, fault_db: str, re
             await asyncio.sleep(max(0.0, 6 - (time.monotonic() - silent)))
             relay.heal()
             healed = time.monotonic()
-            await asyncio.sleep(2)
+            await asyncio.sleep(STEADY)
     finally:
         relay.heal()
         await asyncio.to_thread(server.stop)

@@ -11,7 +11,7 @@ import pytest
 from realtime.httpclient import get
 from tests.faults.conftest import realtime_check, unavailable
 from tests.faults.processes import Redis
-from tests.faults.workload import ops_between, under_load
+from tests.faults.workload import CLIENTS, STEADY, ops_between, under_load
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.faults
@@ -23,13 +23,13 @@ async def test_server_killed_mid_burst(fault_db: str, tmp_path):
     (missed events, not a snapshot) and they converge."""
     server = ServerProcess(fault_db, log_dir=tmp_path).start()
     try:
-        async with under_load(server.url, fault_db, clients=10) as load:
-            await asyncio.sleep(1.5)
+        async with under_load(server.url, fault_db, clients=CLIENTS + 16) as load:
+            await asyncio.sleep(STEADY)
             killed = time.monotonic()
             server.stop(signal.SIGKILL)
             await asyncio.to_thread(server.start)
             back = time.monotonic()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(STEADY)
     finally:
         server.stop()
     history = load.history
@@ -55,14 +55,14 @@ async def test_redis_killed_and_restarted(fault_db: str, tmp_path):
     server = ServerProcess(fault_db, log_dir=tmp_path, env={"REDIS_URL": redis.url}).start()
     try:
         async with under_load(server.url, fault_db) as load:
-            await asyncio.sleep(1)
+            await asyncio.sleep(STEADY)
             redis.kill()
             down = time.monotonic()
             await asyncio.sleep(1.5)
             during = await get(server.url + "/readyz")
             redis.start()
             back = time.monotonic()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(STEADY)
             after = await get(server.url + "/readyz")
     finally:
         server.stop()

@@ -4,7 +4,8 @@ breaks something under them.
 
 A client behaves as a careful one should: every booking carries an Idempotency-Key, and a
 booking or cancel whose outcome it could not learn (no answer, or a 503 with
-`"outcome": "unknown"`) is sent again, the same key and body, until it gets a definite answer.
+`"outcome": "unknown"`) is sent again, the same key and body, until it gets a definite answer
+(a plain 503 to a retry is not one: that attempt changed nothing, the first one may have).
 A subscriber that loses its socket reconnects and resumes from the last cursor it received.
 """
 
@@ -35,13 +36,23 @@ from tests.faults.history import (
     read_database,
 )
 
-# A client's wait after an answer that says the database is away: it does not hammer it.
+# A client's wait after an answer that says the database or the server is away: it does not
+# hammer it, yet keeps trying often enough for an outage to be many checked operations.
 BACKOFF = 0.05
 # The HTTP status of a WebSocket `result` error, so that both doors make one history.
 WS_STATUS = {"DATABASE_UNAVAILABLE": 503, "BOOKING_CONFLICT": 409, "SLOT_NOT_FOUND": 404,
              "HOLD_NOT_FOUND": 404, "BOOKING_NOT_FOUND": 404, "HOLD_EXPIRED": 410,
              "RATE_LIMITED": 429, "INTERNAL_ERROR": 500}
-# Operations and frames of every run of the session (printed at the end of the run).
+# Booking clients of a run, and how many of them book by WebSocket messages. Many clients, one
+# request in flight each: the server's answers (201, 409, and during an outage quick 503s) are
+# what bounds the rate, so the runs check several thousand operations each without lasting
+# longer (docs/reliability.md, "How many operations").
+CLIENTS = 32
+WS_CLIENTS = 8
+# Seconds of load in every run before its fault and after its recovery: work checked on a
+# server that has not yet been hurt, and on one that should have healed.
+STEADY = 4.0
+# Operations and frames of every checked run of the session (printed at the end of it).
 TOTALS = {"operations": 0, "frames": 0, "runs": 0}
 
 
@@ -81,7 +92,8 @@ class Client:
     sent: int = 0
     bookings: list[str] = field(default_factory=list)
     holds: list[tuple[str, str]] = field(default_factory=list)  # (hold id, slot id)
-    unresolved: tuple[str, str, dict[str, Any], dict[str, str]] | None = None
+    # (kind, path, body, headers, what else the history records of it)
+    unresolved: tuple[str, str, dict[str, Any], dict[str, str], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -98,8 +110,8 @@ class Subscriber:
 class Workload:
     """`clients` booking clients and `subscribers` subscribers of one world, until `stop()`."""
 
-    def __init__(self, history: History, url: str, world: World, clients: int = 6,
-                 subscribers: int = 4, ws_clients: int = 2, timeout: float = 10.0,
+    def __init__(self, history: History, url: str, world: World, clients: int = CLIENTS,
+                 subscribers: int = 4, ws_clients: int = WS_CLIENTS, timeout: float = 10.0,
                  seed_: int = 1) -> None:
         self.history = history
         self.url = url
@@ -153,17 +165,21 @@ class Workload:
     async def _client(self, client: Client) -> None:
         while client.unresolved is not None or (self.booking and self.running):
             if client.unresolved is not None:
-                kind, path, body, headers = client.unresolved
-                op = await self._send(client, kind, path, body, headers)
+                kind, path, body, headers, extra = client.unresolved
+                op = await self._send(client, kind, path, body, headers, **extra)
             else:
                 op = await self._next(client)
             if op is None:
                 continue
             if op.outcome_unknown:
                 client.unresolved = (op.kind, op.request["path"], op.request["body"],
-                                     op.request["headers"])
-            else:
+                                     op.request["headers"],
+                                     {k: v for k, v in op.request.items()
+                                      if k in ("hold_id", "slot_id") and op.kind == "release"})
+            elif client.unresolved is None or op.status is None or op.status < 500:
                 client.unresolved = None
+            # (A retry refused with a plain 503 changed nothing, but says nothing of the first
+            # attempt either: the doubt stands, and the retries go on until a real answer.)
             if op.status is None or op.status >= 500:
                 await asyncio.sleep(BACKOFF)
 
@@ -177,7 +193,7 @@ class Workload:
             hold, slot = client.holds.pop(self.random.randrange(len(client.holds)))
             if self.random.random() < 0.5:
                 return await self._send(client, "release", f"/api/holds/{hold}", None, {},
-                                        hold_id=hold)
+                                        hold_id=hold, slot_id=slot)
             return await self._book(client, {"slot_id": slot, "hold_id": hold,
                                              "customer_id": client.name})
         slot = self.random.choice(self.world.slot_ids)
@@ -251,6 +267,14 @@ class Workload:
             client.bookings.append(data["booking"]["id"])
         elif op.kind == "hold" and status == 201:
             client.holds.append((data["hold"]["id"], data["hold"]["slot_id"]))
+        elif status != 503 or op.outcome_unknown or client.unresolved is not None:
+            pass  # (a retry in doubt goes on being retried by `_client`)
+        elif op.kind == "cancel":
+            # Nothing changed: the booking is still the client's to cancel later. Forgotten,
+            # an outage would leave every unit booked by nobody who could free it.
+            client.bookings.append(op.request["booking_id"])
+        elif op.kind == "release":
+            client.holds.append((op.request["hold_id"], op.request["slot_id"]))
         return op
 
     # -- subscribers ------------------------------------------------------------------------
@@ -314,9 +338,14 @@ class Workload:
         return time.monotonic() - since
 
     def check(self) -> list[Anomaly]:
-        """The history's anomalies against the database as it was at convergence."""
+        """The history's anomalies against the database as it was at convergence; its
+        operations and frames count in the session's totals (only checked ones count)."""
         assert self.db is not None, "the run did not end normally"
-        return check(self.history, self.db, self.coalesced)
+        found = check(self.history, self.db, self.coalesced)
+        TOTALS["runs"] += 1
+        TOTALS["operations"] += len(self.history.ops)
+        TOTALS["frames"] += sum(len(s.frames) for s in self.history.subscribers)
+        return found
 
 
 def _shows(log: SubscriberLog, db: Database) -> bool:
@@ -347,9 +376,6 @@ async def under_load(url: str, dsn: str, **options: Any) -> AsyncIterator[Worklo
         load.coalesced = await coalesced(url)
     finally:
         await load.close()
-        TOTALS["runs"] += 1
-        TOTALS["operations"] += len(load.history.ops)
-        TOTALS["frames"] += sum(len(s.frames) for s in load.history.subscribers)
 
 
 async def coalesced(url: str) -> bool:

@@ -136,10 +136,8 @@ class Listener:
             first = max(row["last_pos"] - self.recent.limit, row["pruned_pos"])
             held = await fetch_between(conn, first, row["last_pos"])
         self.epoch, self.last_pos = row["epoch"], row["last_pos"]
-        if held and held[0].pos != first + 1:
-            first = held[0].pos - 1  # pruned meanwhile: hold only what is contiguous
         self.recent.reset(first, self.epoch)
-        self.recent.extend(held)
+        self.recent.extend(held)  # pruned meanwhile: it holds only what follows the hole
         if self.reads is not None:
             self.reads.announce(self.last_pos)
             await self.reads.start(self.epoch, lambda: self.last_pos)
@@ -416,11 +414,10 @@ class Listener:
                       len(events), events[0].pos, events[-1].pos)
             if self._on_gap:
                 self._on_gap()
-            self.recent.reset(events[0].pos - 1, self.epoch)
         self.last_pos = events[-1].pos
         if self.reads is not None:
             self.reads.announce(self.last_pos)
-        self.recent.extend(events)
+        self.recent.extend(events)  # starts its history anew after the hole, if any
         metrics.EVENTS_READ.inc(len(events))
         self._on_events(events, self.epoch, stamp)
         for watcher in self.watchers:

@@ -10,6 +10,11 @@ is still covered is answered from memory: the database pays per channel and per 
 reader read. A cursor below `floor` (older than what is held), from another epoch, or ahead of
 `top` (from a process that read further) is not answered here: the caller falls back to the
 database, or to a snapshot.
+
+What is held has no hole: an event that does not follow `top` (the log was pruned before the
+reader read it, whether at the start of a batch or inside one) starts the history anew just
+before it, so a cursor from before the hole is never answered from memory with the events
+after it (the client would silently miss the pruned ones).
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ class RecentEvents:
         self._channels.clear()
 
     def extend(self, events: Iterable[Event]) -> None:
-        """Events the reader read, in position order, continuing from `top`."""
+        """Events the reader read, in position order, usually continuing from `top`."""
         channels = self._channels
         for ev in events:
+            if ev.pos != self.top + 1:
+                self.reset(ev.pos - 1, self.epoch)  # a hole: nothing before it is held
             self._events.append(ev)
             for name in (vendor_channel(ev.vendor_id), service_channel(ev.service_id)):
                 held = channels.get(name)

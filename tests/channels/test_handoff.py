@@ -7,9 +7,13 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
+import asyncpg
+import pytest
+
 from realtime.channels.handoff import BATCH_EVERY, FOLLOW_GRACE, HANDOFF_RATE, HANDOFF_SPREAD, close_paced
 from realtime.channels.subscriber import Subscriber
 from realtime.errors import CLOSE_OVERLOAD
+from realtime.eventlog.lending import LAG_ALLOWANCE, ListenConnection
 from realtime.eventlog.listener import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
 from tests.channels.conftest import client, seed, start_live, stop_live
 from tests.support.proxy import TcpProxy
@@ -108,3 +112,50 @@ async def test_shutdown_closes_a_few_sockets_at_once_and_many_paced():
     assert HANDOFF_SPREAD - 2 * BATCH_EVERY <= max(many) <= HANDOFF_SPREAD + 0.5
     per_batch = int(rate * BATCH_EVERY)
     assert sum(t < BATCH_EVERY / 2 for t in many) == per_batch
+
+
+def _hog_loop(seconds: float, each: float) -> None:
+    """Keeps the loop busy for `seconds`: callbacks of `each` seconds back to back, as a fan-out
+    to thousands of sockets on a CPU-starved machine does."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+
+    def hog() -> None:
+        time.sleep(each)
+        if loop.time() < end:
+            loop.call_soon(hog)
+    loop.call_soon(hog)
+
+
+async def test_a_lagging_loop_is_not_taken_for_a_dead_listen_connection(database_url):
+    """The heartbeat's `SELECT 1`, answered at once but read late by a loop running 0.3 s
+    callbacks, passes: the loop's own lateness does not count against the database."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        listen = ListenConnection(None)  # type: ignore[arg-type]  # the heartbeat uses no pool
+        listen.conn = conn
+        _hog_loop(1.5, 0.3)
+        began = time.monotonic()
+        await listen.heartbeat(0.0, 0.5)
+        assert time.monotonic() - began > 0.5  # it was late by the wall clock
+    finally:
+        await conn.close()
+
+
+async def test_a_silent_listen_connection_fails_the_heartbeat_on_a_lagging_loop_too(database_url):
+    """A connection that does not answer is still given up on a lagging loop, within
+    LAG_ALLOWANCE times the heartbeat's timeout."""
+    proxy, proxied = await _proxied(database_url)
+    conn = await asyncpg.connect(proxied)
+    try:
+        listen = ListenConnection(None)  # type: ignore[arg-type]  # the heartbeat uses no pool
+        listen.conn = conn
+        proxy.blackhole()
+        _hog_loop(3.0, 0.3)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await listen.heartbeat(0.0, 0.5)
+        assert time.monotonic() - began < 0.5 * LAG_ALLOWANCE + 1.0
+    finally:
+        conn.terminate()
+        await proxy.cut()

@@ -43,3 +43,18 @@ def test_eviction_raises_the_floor_and_keeps_channels_consistent():
     assert [e.pos for e in recent.since("service:b", 2, "e") or []] == [4]
     recent.extend([ev(6, "c"), ev(7, "c"), ev(8, "c")])
     assert recent.since("service:a", 5, "e") == [] and recent.floor == 5
+
+
+def test_a_hole_starts_the_history_anew_after_it():
+    """Events pruned before they were read, at the start of a batch or inside it: no cursor from
+    before the hole is answered (it would skip the pruned events); one after it still is."""
+    recent = RecentEvents(limit=100)
+    recent.reset(10, "e")
+    recent.extend([ev(11, "a"), ev(13, "a"), ev(14, "b")])  # 12 was never read
+    assert recent.floor == 12 and recent.top == 14 and len(recent) == 2
+    assert recent.since("service:a", 10, "e") is None
+    assert recent.since("service:a", 11, "e") is None
+    assert [e.pos for e in recent.since("service:a", 12, "e") or []] == [13]
+    recent.extend([ev(17, "b"), ev(18, "a")])  # a hole before the whole batch
+    assert recent.since("service:b", 14, "e") is None and "service:a" in recent
+    assert [e.pos for e in recent.since("service:a", 16, "e") or []] == [18]

@@ -14,6 +14,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from realtime import __version__, logs
 from realtime.settings import Settings
@@ -126,10 +127,20 @@ def raise_open_files() -> tuple[int, int]:
     return soft, target
 
 
+def _ws_protocol() -> Any:
+    """`SocketProtocol`, or uvicorn's own choice where it cannot be built (uvicorn before
+    0.35 has no Sans-I/O websockets protocol to build on): the same behaviour, more memory."""
+    try:
+        from realtime.channels.wsprotocol import SocketProtocol
+    except ImportError as exc:
+        log.info("WebSockets run on uvicorn's own protocol (%s)", exc)
+        return "auto"
+    return SocketProtocol
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from realtime.channels.wsprotocol import SocketProtocol
     from realtime.db.migrate import migrate
 
     problem = tls_problem(args.ssl_certfile, args.ssl_keyfile)
@@ -167,7 +178,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             # writer could not serve them.
             ws_per_message_deflate=False, ws_max_size=64 * 1024,
             # uvicorn's websockets Sans-I/O protocol, lighter per socket and freed on close.
-            ws=SocketProtocol,
+            ws=_ws_protocol(),
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             timeout_graceful_shutdown=8, proxy_headers=False, server_header=False,
             # With both set, uvicorn serves https and wss itself: every byte through TLS

@@ -19,8 +19,11 @@ them on the path of a frame:
   that were frozen while alive until a thaw: memory followed the reconnect rate. For the same
   reason the HTTP protocol that read the upgrade request is unlinked from its parser.
 
-Tested as what `realtime serve` runs (tests/channels/conftest.py starts the same class), and
-the direct frame writer (writer.py) accepts it as uvicorn's protocol.
+Verified against uvicorn 0.54.0 with websockets 17.4 (the newest pyproject.toml's bounds
+allow); where uvicorn has no Sans-I/O protocol (before 0.35) `realtime serve` falls back to
+uvicorn's own (`cli._ws_protocol`). Tested as what `realtime serve` runs
+(tests/channels/conftest.py starts the same class), and the direct frame writer (writer.py)
+accepts it as uvicorn's protocol.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ def load() -> list[float]:
 
 # --- 1. fan-out ---------------------------------------------------------------------------
 
+OWED = 1_500_000
 DRIVERS = 8  # connections booking, each one booking at a time
 
 
@@ -120,14 +121,14 @@ async def delivered(subs: Workers, label: str, before: int) -> tuple[int, float]
     return total - before, last
 
 
-async def fanout_phase(quick: bool, subscribers: int) -> dict[str, Any]:
+async def fanout_phase(quick: bool, subscribers: int, owed: int) -> dict[str, Any]:
     subscribers = subscribers or (2000 if quick else 5000)
-    rounds = 2 if quick else 3
+    rounds = 2 if quick else 5
     seconds = 3.0 if quick else 5.0
-    # 400,000 frames/s owed: more than either server sends on this machine (about 300,000 on a
-    # quiet one with one process, docs/benchmarks-channels.md), not so much more that draining
-    # what is left after each window takes minutes.
-    rate = max(5.0, 400_000 / subscribers)
+    # Frames owed per second: more than one process sends on this machine (on a quiet one it
+    # sent all of 1,200,000 a second, coalesced a third of 1,500,000 and half of 3,000,000), not
+    # so much more that the bookings themselves compete with the fan-out for the cores.
+    rate = max(5.0, owed / subscribers)
     import asyncpg
 
     names: list[str] = []
@@ -172,6 +173,7 @@ async def fanout_phase(quick: bool, subscribers: int) -> dict[str, Any]:
                 cores = window.stop()
                 still = sum(subs.call("open-sockets", f"w{count}"))
                 row[f"w{count}"] = {"bookings": bookings, "frames": frames,
+                                    "owed": bookings * subscribers,
                                     "frames_per_s": round(frames / elapsed), "cores": cores,
                                     "open_sockets": still, "load": load()}
                 if still < subscribers:
@@ -393,7 +395,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "db_statistics": "pg_stat_database (xact_commit + xact_rollback)"}
     say(f"load average {results['load_before']}")
     if "fanout" in args.phases:
-        results["fanout"] = await fanout_phase(args.quick, args.subscribers)
+        results["fanout"] = await fanout_phase(args.quick, args.subscribers, args.owed)
     if "storm" in args.phases:
         clients = 1000 if args.quick else 5000
         window = 15.0 if args.quick else 25.0
@@ -412,6 +414,9 @@ def main() -> int:
                         help="which to run (default all three; the doc is written only then)")
     parser.add_argument("--subscribers", type=int, default=0,
                         help="fan-out subscribers per server (default 5,000; 2,000 --quick)")
+    parser.add_argument("--owed", type=int, default=OWED,
+                        help=f"fan-out frames owed per second (default {OWED:,}): bookings at "
+                             "this over the subscribers per second")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite the doc from bench/results/scaleout.json")
     args = parser.parse_args()

@@ -9,8 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "benchmarks-scaleout.md"
 TARGET_RATIO = 1.6
 TARGET_QUERIES = 50
-FANOUT_HEAD = ("| round | first | 1 worker: frames/s | cores | 2 workers: frames/s | cores | 2 / 1 "
-               "| load (1 min) | counted |\n|---|---|---:|---|---:|---|---:|---|---|")
+FANOUT_HEAD = ("| round | first | 1 worker: frames/s | delivered | cores | 2 workers: frames/s "
+               "| delivered | cores | 2 / 1 | load (1 min) | counted |\n"
+               "|---|---|---:|---:|---|---:|---:|---|---:|---|---|")
 STORM_HEAD = ("| processes | clients | channels | sockets per worker | connections made | converged (s) "
               "| transactions in the window | idle window | difference | server queries in the window "
               "(by worker) | idle window | resumed by snapshot | gaps | load |\n"
@@ -25,10 +26,16 @@ def _cores(c: dict[str, float]) -> str:
             f"{c['other']:.2f} ({c['machine']:.2f}, steal {c['steal']:.2f})")
 
 
+def _share(w: dict[str, Any]) -> str:
+    """Frames received over frames owed: below 100% the server coalesced (it fell behind)."""
+    return f"{w['frames'] / w['owed']:.0%}" if w.get("owed") else "?"
+
+
 def _fanout(f: dict[str, Any]) -> str:
     rows = "\n".join(
-        f"| {r['round']} | {r['first']} | {r['w1']['frames_per_s']:,} | "
-        f"{_cores(r['w1']['cores'])} | {r['w2']['frames_per_s']:,} | {_cores(r['w2']['cores'])} | "
+        f"| {r['round']} | {r['first']} | {r['w1']['frames_per_s']:,} | {_share(r['w1'])} | "
+        f"{_cores(r['w1']['cores'])} | {r['w2']['frames_per_s']:,} | {_share(r['w2'])} | "
+        f"{_cores(r['w2']['cores'])} | "
         f"**{r['ratio']}** | {r['w1']['load'][0]} / {r['w2']['load'][0]} | "
         f"{'yes' if r.get('valid', True) else 'no: sockets shed'} |"
         for r in f["rounds"])

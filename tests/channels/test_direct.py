@@ -145,6 +145,26 @@ async def test_hundreds_of_plain_subscribers_get_bulk_writes(live: Live, world: 
         assert writer.Sent.asgi == asgi
 
 
+@pytest.mark.slow
+async def test_a_batch_of_several_chunks_goes_out_in_bulk(live: Live, world: World) -> None:
+    """A dispatch of 3 chunks' worth of events to 300 readers that keep up is written whole
+    through bulk writes, none left to writer tasks (which lagged into coalescing)."""
+    svc = world.services[0]
+    slot = world.slots[svc][2]["id"]
+    channel = f"service:{svc}"
+    count = 3 * writer.WRITE_CHUNK
+    async with crowd(live.ws_url, channel) as clients:
+        start = snapshot_version(clients[0], channel, slot)
+        bulk = writer.Sent.bulk
+        # One transaction: its events are numbered, read and dispatched as one batch.
+        async with world.pool.acquire() as conn, conn.transaction():
+            for _ in range(count):
+                await conn.fetchval("SELECT rt_book($1::uuid, 1, NULL, NULL, NULL, '', NULL, NULL)",
+                                    slot)
+        await assert_every_update_intact(clients, channel, slot, start, count)
+        assert writer.Sent.bulk - bulk == count * len(clients)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:The `websockets` implementation")
 @pytest.mark.parametrize("impl", ["websockets", "wsproto"])
 async def test_other_uvicorn_websocket_implementations(database_url: str, world: World,

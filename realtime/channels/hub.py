@@ -168,6 +168,10 @@ class Hub:
         for i, ev in enumerate(events):
             if ev.kind == CONFLICT:
                 last_conflict[ev.slot_id] = i
+        # Each channel's frames of the batch, in position order; and every frame in the
+        # batch's order, for the subscribers that must see the channels interleaved.
+        batches: dict[str, tuple[list[bytes], list[Hashable]]] = {}
+        order: list[tuple[_ChannelState, str, Event, bytes, Hashable]] = []
         for i, ev in enumerate(events):
             if ev.kind == CONFLICT and last_conflict[ev.slot_id] != i:
                 metrics.FRAMES_COALESCED.inc()
@@ -185,7 +189,22 @@ class Hub:
                     key: Hashable = (channel, ev.slot_id, CONFLICT)
                 else:
                     key = (channel, ev.slot_id)
-                self._fan_out(state, ev, frame, key, stamp)
+                batch = batches.get(channel)
+                if batch is None:
+                    batch = batches[channel] = ([], [])
+                batch[0].append(frame)
+                batch[1].append(key)
+                order.append((state, channel, ev, frame, key))
+        others: dict[str, list[Subscriber]] = {}
+        for channel, (frames, keys) in batches.items():
+            state = channels[channel]
+            several = self._fan_out(state, frames, keys, stamp)
+            if several or state.filtered or state.pending:
+                others[channel] = several
+        for state, channel, ev, frame, key in order:
+            rest = others.get(channel)
+            if rest is not None:
+                self._one_by_one(state, rest, ev, frame, key, stamp)
         self.pos = max(self.pos, events[-1].pos)
         self._settle_filters(events)
         self.flush()
@@ -203,11 +222,40 @@ class Hub:
         return encode_update(channel, cursor_q, ev.kind, ev.slot_json)
 
     def _fan_out(
-        self, state: _ChannelState, ev: Event, frame: bytes, key: Hashable, stamp: float
-    ) -> None:
+        self, state: _ChannelState, frames: list[bytes], keys: list[Hashable], stamp: float
+    ) -> list[Subscriber]:
+        """A channel's frames of one batch to each live subscriber of that channel alone, in
+        one step per subscriber rather than one per frame (profiled at 5,000 readers of a busy
+        channel, the per-frame loop was a third of the event loop). Returns the live
+        subscribers of several channels: their frames go one by one in the batch's order."""
         touched = self._touched
+        several: list[Subscriber] = []
         for sub in state.live:
             # Inlined Subscriber.send without the wake: one wake per batch, not per frame.
+            if sub.close_code is not None:
+                continue
+            if len(sub.channels) != 1:
+                several.append(sub)
+                continue
+            if not sub.notified:
+                sub.notified = True
+                sub.stamp = stamp
+                sub.backlog = len(sub.frames)
+                touched.append(sub)
+            sub.frames += frames
+            sub.keys += keys
+            if len(sub.frames) > sub.coalesce_at and (
+                sub.backlog or len(sub.frames) > sub.hard_limit
+            ):
+                sub._overflow()
+        return several
+
+    def _one_by_one(
+        self, state: _ChannelState, several: list[Subscriber], ev: Event, frame: bytes,
+        key: Hashable, stamp: float,
+    ) -> None:
+        touched = self._touched
+        for sub in several:
             if sub.close_code is not None:
                 continue
             if not sub.notified:

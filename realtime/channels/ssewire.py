@@ -30,6 +30,7 @@ from realtime.channels.subscriber import Subscriber
 from realtime.channels.writer import (
     WRITE_CHUNK,
     FrameWriter,
+    JoinedBatches,
     Sent,
     plain_socket,
     report,
@@ -93,10 +94,7 @@ def chunk_for(frame: bytes) -> bytes:
     return _entry(frame)[2]
 
 
-def _chunks(batch: list[bytes]) -> bytes:
-    if len(batch) == 1:
-        return _entry(batch[0])[2]
-    return b"".join([_entry(frame)[2] for frame in batch])
+_chunks = JoinedBatches(chunk_for)
 
 
 class AsgiChunkWriter(FrameWriter):

@@ -71,6 +71,24 @@ def test_vendor_and_service_channels_each_get_their_frame() -> None:
     assert drain(c) == []
 
 
+def test_a_subscriber_of_both_channels_gets_the_batch_in_position_order() -> None:
+    """One socket on an event's vendor and service channels gets their frames interleaved in
+    position order, beside sockets of one channel that get theirs in one step."""
+    hub = Hub(encode)
+    both, wakes = sub()
+    one, _ = sub()
+    joined(hub, both, f"vendor:{V}")
+    joined(hub, both, f"service:{S}")
+    joined(hub, one, f"service:{S}")
+    wakes.clear()
+    hub.dispatch([ev(1, "a"), ev(2, "b"), ev(3, "a", service="s2")], EPOCH)
+    assert [(m["channel"], m["cursor"]) for m in drain(both)] == [
+        (f"vendor:{V}", "1@ep"), (f"service:{S}", "1@ep"), (f"vendor:{V}", "2@ep"),
+        (f"service:{S}", "2@ep"), (f"vendor:{V}", "3@ep")]
+    assert [m["cursor"] for m in drain(one)] == ["1@ep", "2@ep"]
+    assert len(wakes) == 1
+
+
 def test_pending_join_buffers_then_filters_by_position() -> None:
     """Frames dispatched while the snapshot is read are held, then only those after it pass."""
     hub = Hub(encode)

@@ -9,14 +9,16 @@ So each worker:
   its parent made for this server (REALTIME_WORKERS_DIR). The kernel drops the lock when the
   process exits, however it exits, so the worker uvicorn starts in place of a dead one takes
   the dead one's index: dashboards keep one series per index across restarts;
-- publishes, once a second, its metrics and what is down or degraded in it, as
-  `worker-<i>.json` (written aside, then renamed: a reader never sees half a file);
+- publishes, once a second and whenever it answers /metrics, its metrics and what is down or
+  degraded in it, as `worker-<i>.json` (written aside, then renamed: a reader never sees half
+  a file);
 - answers /metrics with its own series (read at that moment) and those every other live worker
-  published, each with a `worker` label, one HELP and TYPE a family.
+  published last (at most a second ago), each with a `worker` label, one HELP and TYPE a
+  family.
 
 A worker counts as live while its process runs as a child of the same parent: the file of a
-worker that was killed is skipped as soon as the parent has reaped it (within a second), and a
-pid reused by an unrelated process is not mistaken for it.
+worker that was killed is skipped from the moment it exits (a zombie, not yet reaped, serves
+nothing), and a pid reused by an unrelated process is not mistaken for it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class Workers:
         self.pid = os.getpid()
         self.index: int | None = None
         self._lock: int | None = None
+        self._conditions: Conditions = ({}, {})
 
     @property
     def label(self) -> str:
@@ -142,12 +145,18 @@ class Workers:
     def _path(self, index: int) -> Path:
         return self.directory / f"worker-{index}.json"
 
-    def publish(self, conditions: Conditions) -> None:
+    def publish(self, conditions: Conditions | None = None,
+                families: list[list[Any]] | None = None) -> None:
+        """Writes this worker's file: its series (`families`, or read now) and its conditions
+        (the last given, if none)."""
+        if conditions is not None:
+            self._conditions = conditions
         if self.index is None:
             return
         body = json.dumps({"pid": self.pid, "parent": self.parent, "index": self.index,
-                           "down": conditions[0], "degraded": conditions[1],
-                           "families": _families(self.registry)}).encode()
+                           "down": self._conditions[0], "degraded": self._conditions[1],
+                           "families": _families(self.registry) if families is None
+                           else families}).encode()
         aside = self.directory / f".worker-{self.index}.{self.pid}.tmp"
         aside.write_bytes(body)
         os.replace(aside, self._path(self.index))
@@ -181,8 +190,12 @@ class Workers:
         return found
 
     def exposition(self) -> bytes:
-        """The Prometheus text of every live worker, this one read now."""
-        own = (self.label, self.pid, _families(self.registry))
+        """The Prometheus text of every live worker, this one read now. What is read is also
+        published, so that every series moves only forward from one scrape to the next,
+        whichever worker answers each: a worker's series in a scrape are always its latest."""
+        families = _families(self.registry)
+        self.publish(families=families)
+        own = (self.label, self.pid, families)
         rest = [(str(w["index"]), int(w["pid"]), w["families"]) for w in self.others()]
         return generate_latest(Merged([own, *rest]))
 

@@ -106,3 +106,22 @@ def test_only_under_several_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(workers.COUNT_VARIABLE, "2")
     found = workers.from_environment()
     assert found is not None and found.count == 2 and found.directory == tmp_path
+
+
+def test_a_scrape_publishes_what_it_showed(tmp_path: Path,
+                                           child: subprocess.Popen[bytes]) -> None:
+    """What a worker showed of itself in a scrape, a scrape through another worker right after
+    shows too (not its older periodic file): no counter goes back between scrapes."""
+    registry = CollectorRegistry()
+    counter = Counter("realtime_bookings_total", "Bookings", ["outcome"], registry=registry)
+    answering = Workers(tmp_path, 2, parent=os.getpid(), registry=registry)
+    answering.pid = child.pid
+    assert answering._try_claim()
+    other = worker(tmp_path, 0)
+    counter.labels("ok").inc(3)
+    answering.publish(({}, {"redis": "away"}))
+    counter.labels("ok").inc(2)
+    assert booked(other.exposition()) == {"0": 3.0, "1": 0.0}
+    assert booked(answering.exposition())["0"] == 5.0
+    assert booked(other.exposition()) == {"0": 5.0, "1": 0.0}
+    assert other.conditions(({}, {})) == ({}, {"redis": "worker 0: away"})

@@ -14,7 +14,6 @@ import socket
 import ssl
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from realtime import __version__, logs
@@ -139,29 +138,6 @@ def _ws_protocol() -> Any:
     return SocketProtocol
 
 
-@contextlib.contextmanager
-def workers_directory(count: int) -> Iterator[None]:
-    """A directory of this server's own, in the environment of the workers started within,
-    where each publishes its metrics for whichever answers /metrics (realtime/workers.py).
-    In memory (/dev/shm) where there is one: a second's metrics rewritten every second."""
-    import shutil
-    import tempfile
-
-    from realtime import workers
-
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    path = tempfile.mkdtemp(prefix="realtime-workers-", dir=base)
-    os.environ[workers.DIR_VARIABLE] = path
-    os.environ[workers.COUNT_VARIABLE] = str(count)
-    try:
-        yield
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        os.environ.pop(workers.DIR_VARIABLE, None)
-        os.environ.pop(workers.COUNT_VARIABLE, None)
-
-
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -219,7 +195,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             from uvicorn.supervisors import Multiprocess
 
             sock = config.bind_socket()
-            with workers_directory(args.workers):
+            from realtime.workers import directory_for_workers
+
+            with directory_for_workers(args.workers):
                 Multiprocess(config, sockets=[sock]).run()
         else:
             server.run()

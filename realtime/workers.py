@@ -29,6 +29,9 @@ import fcntl
 import json
 import logging
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,8 @@ DIR_VARIABLE = "REALTIME_WORKERS_DIR"  # set by `realtime serve --workers N` for
 COUNT_VARIABLE = "REALTIME_WORKERS"
 PUBLISH_EVERY = 1.0  # seconds: how old another worker's series may be in a scrape
 MOST_BYTES = 8 << 20  # a published file larger than this is skipped, not read into memory
+PREFIX = "realtime-workers-"  # then the pid of `realtime serve`, a dash, a random part
+LEFTOVER_AFTER = 60.0  # seconds without a file published: a directory no server uses
 CLAIM_FOR = 5.0  # seconds a starting worker waits for a free index (its predecessor exiting)
 
 Conditions = tuple[dict[str, str], dict[str, str]]  # (down, degraded), as /readyz names them
@@ -220,6 +225,53 @@ class Workers:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+def _base() -> Path:
+    # In memory where there is such a place: every worker rewrites its file every second.
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def remove_leftovers(base: Path) -> list[Path]:
+    """Removes the directories of servers that were killed before they could (SIGKILL to
+    `realtime serve` itself): those whose name's pid runs no more and in which no file has
+    been published for LEFTOVER_AFTER seconds (a live server's workers publish every second,
+    seen from whatever pid namespace). What was removed."""
+    removed = []
+    for path in base.glob(f"{PREFIX}*-*"):
+        pid = path.name[len(PREFIX):].split("-", 1)[0]
+        try:
+            idle = time.time() - path.stat().st_mtime
+        except OSError:
+            continue
+        if not pid.isdigit() or not path.is_dir() or idle < LEFTOVER_AFTER:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except PermissionError:  # another user's server, running
+            continue
+    return removed
+
+
+@contextlib.contextmanager
+def directory_for_workers(count: int, base: Path | None = None) -> Iterator[Path]:
+    """The directory of one `realtime serve --workers N`, named in the environment of the
+    workers started within it; removed afterwards."""
+    base = _base() if base is None else base
+    remove_leftovers(base)
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+    os.environ[DIR_VARIABLE] = path
+    os.environ[COUNT_VARIABLE] = str(count)
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(DIR_VARIABLE, None)
+        os.environ.pop(COUNT_VARIABLE, None)
 
 
 def from_environment() -> Workers | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,25 @@ def test_a_scrape_publishes_what_it_showed(tmp_path: Path,
     assert booked(answering.exposition())["0"] == 5.0
     assert booked(other.exposition()) == {"0": 5.0, "1": 0.0}
     assert other.conditions(({}, {})) == ({}, {"redis": "worker 0: away"})
+
+
+def test_leftovers_of_killed_servers_are_removed(tmp_path: Path) -> None:
+    """A directory named for a pid that runs no more, unused for a minute, is removed when the
+    next server starts; a running server's, or a recently used one, stays."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    old = time.time() - 2 * workers.LEFTOVER_AFTER
+    dead = tmp_path / f"{workers.PREFIX}{gone.pid}-abc"
+    recent = tmp_path / f"{workers.PREFIX}{gone.pid}-def"
+    running = tmp_path / f"{workers.PREFIX}{os.getpid()}-ghi"
+    for path in (dead, recent, running):
+        path.mkdir()
+        (path / "worker-0.json").write_text("{}")
+    for path in (dead, running):
+        os.utime(path, (old, old))
+    with workers.directory_for_workers(2, base=tmp_path) as mine:
+        assert os.environ[workers.DIR_VARIABLE] == str(mine) and mine.is_dir()
+        assert os.environ[workers.COUNT_VARIABLE] == "2"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            p.name for p in (mine, recent, running))
+    assert not mine.exists() and workers.DIR_VARIABLE not in os.environ

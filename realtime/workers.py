@@ -225,6 +225,24 @@ class Workers:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+        if os.getppid() != self.parent:
+            self._remove_if_last()
+
+    def _remove_if_last(self) -> None:
+        """The parent died without removing the directory (it was killed: its workers stop
+        by themselves): the last worker out removes it, seeing no index held."""
+        held = []
+        try:
+            for index in range(self.count):
+                held.append(os.open(self.directory / f"worker-{index}.lock",
+                                    os.O_RDWR | os.O_CREAT, 0o600))
+                fcntl.flock(held[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(self.directory, ignore_errors=True)
+        except OSError:
+            return  # another worker still runs (or the directory is gone): it is not ours to remove
+        finally:
+            for fd in held:
+                os.close(fd)
 
 
 def _base() -> Path:

@@ -30,6 +30,7 @@ from tests.scaleout.test_workers import (
     stop,
     until,
     workers_connected,
+    workers_directory,
 )
 from tests.support.server import free_port
 from tests.support.sockets import alive, holders
@@ -97,11 +98,6 @@ def environ(pid: int) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs if "=" in p)
 
 
-def workers_dir(pid: int) -> Path:
-    """The directory the worker's parent made for its workers (REALTIME_WORKERS_DIR)."""
-    return Path(environ(pid)["REALTIME_WORKERS_DIR"])
-
-
 def serve_one(env: dict[str, str], log: Path) -> Served:
     """`realtime serve` without --workers."""
     port = free_port()
@@ -135,7 +131,7 @@ async def test_every_scrape_shows_every_worker(database_url: str, tmp_path: Path
     pids: list[int] = []
     with killed_if_left(served, pids):
         pids[:] = await workers_connected(served, database_url)
-        directory = workers_dir(pids[0])
+        directory = workers_directory(pids[0])
         _, slot = await make_slot(f"http://127.0.0.1:{served.port}")
         wanted = {pids[0]: 3, pids[1]: 5}
         for pid, times in wanted.items():

@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from realtime import errors, logs, metrics
+from realtime import errors, logs, metrics, workers
 from realtime.access import Access
 from realtime.booking.service import BookingService
 from realtime.booking.sweeper import sweep_forever
@@ -34,6 +34,7 @@ from realtime.http.system import (
     STATIC,
     PublicStatic,
     asyncapi,
+    conditions,
     healthz,
     index,
     metrics_endpoint,
@@ -136,6 +137,13 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             # Sockets of a process that cannot follow the event log move elsewhere (handoff.py).
             tasks.append(supervise("follow", lambda: shed_while_blind(channels)))
         dispatcher.start()
+        # Under `--workers N`: this worker's index, and its metrics and conditions published
+        # for whichever worker answers /metrics or /readyz.
+        fellows = workers.from_environment()
+        if fellows is not None:
+            await fellows.claim()
+            app.state.workers = fellows
+            tasks.append(supervise("publish", lambda: fellows.run(lambda: conditions(app.state))))
         unwatch = stop_with_supervisor()
         log.info("ready", extra={"auth": settings.auth_enabled,
                                  "channels": channels is not None,
@@ -148,6 +156,8 @@ def create_app(settings: Settings | None = None) -> RequestContext:
                 await channels.stop()
             await dispatcher.stop()
             await cancel_all(tasks)
+            if fellows is not None:
+                fellows.close()
             await pool.close()
             await shared.close()
 
@@ -208,5 +218,6 @@ def create_app(settings: Settings | None = None) -> RequestContext:
     app.state.shared = shared
     app.state.rate_limits = shared.rate_limits
     app.state.channels = None
+    app.state.workers = None
     direct = direct_routes(app.routes, (create_booking, create_hold, healthz))
     return RequestContext(app, direct, sockets={"/ws": ws_endpoint})

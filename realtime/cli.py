@@ -195,7 +195,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             from uvicorn.supervisors import Multiprocess
 
             sock = config.bind_socket()
-            Multiprocess(config, sockets=[sock]).run()
+            from realtime.workers import directory_for_workers
+
+            with directory_for_workers(args.workers):
+                Multiprocess(config, sockets=[sock]).run()
         else:
             server.run()
     return 0

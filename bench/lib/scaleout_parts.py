@@ -1,5 +1,5 @@
 """The parts of bench/scaleout.py: a `realtime serve --workers N` process and its workers,
-each worker's own /metrics, the world of services and slots, and the database's truth.
+every worker's /metrics, the world of services and slots, and the database's truth.
 """
 
 from __future__ import annotations
@@ -83,36 +83,39 @@ async def listeners(dsn: str) -> set[str]:
         await conn.close()
 
 
-async def _get_metrics(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return (await reader.readexactly(length)).decode()
-
-
-async def queries_by_worker(served: Served, tries: int = 60) -> dict[int, float]:
-    """`realtime_db_queries_total` (both kinds) of each serving process. A scrape through the
-    shared port reaches whichever worker accepts it: connections are opened until each worker
-    has answered one, told apart by which process holds the connection (/proc)."""
-    got: dict[int, float] = {}
-    opened = []
+async def _get_metrics(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        for _ in range(tries):
-            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-            opened.append(writer)
-            text = await _get_metrics(reader, writer)
-            mine = writer.get_extra_info("sockname")[:2]
-            pid = holders(served.port, served.workers()).get(mine)
-            if pid is not None and pid not in got:
-                got[pid] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                               if line.startswith("realtime_db_queries_total{"))
-            if len(got) == len(served.workers()):
-                return got
-        raise RuntimeError(f"only {len(got)} of {len(served.workers())} workers answered")
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        return (await reader.readexactly(length)).decode()
     finally:
-        for writer in opened:
-            writer.close()
+        writer.close()
+
+
+async def queries_by_worker(served: Served) -> dict[int, float]:
+    """`realtime_db_queries_total` (both kinds) of each serving process, from one scrape:
+    under --workers N whichever worker answers shows every worker's series with a `worker`
+    label, and `realtime_worker_info` names the pid behind each index. The answering worker's
+    counts are current, the others' as published at most a second before."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [s for f in text_string_to_metric_families(await _get_metrics(served.port))
+               for s in f.samples]
+    if served.count == 1:
+        return {served.proc.pid: sum(s.value for s in samples
+                                     if s.name == "realtime_db_queries_total")}
+    pids = {s.labels["worker"]: int(s.labels["pid"]) for s in samples
+            if s.name == "realtime_worker_info"}
+    got: dict[int, float] = dict.fromkeys(pids.values(), 0.0)
+    for s in samples:
+        if s.name == "realtime_db_queries_total":
+            got[pids[s.labels["worker"]]] += s.value
+    if sorted(got) != served.workers():
+        raise RuntimeError(f"/metrics shows workers {sorted(got)}, not {served.workers()}")
+    return got
 
 
 async def scratch_database(label: str) -> tuple[str, str]:

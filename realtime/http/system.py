@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,32 +29,46 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@operation(id="readyz", summary="Readiness: the database answers and the listener is connected",
-           response=http.Status, errors=(503,),
-           description="503 NOT_READY with `down` naming what is down.")
-async def readyz(request: Request) -> Response:
-    """503 naming what is down (the server cannot serve); 200 otherwise, naming in
-    `degraded` what works in a lesser way (an accelerator or a provider is away)."""
+def conditions(state: State) -> tuple[dict[str, str], dict[str, str]]:
+    """(down, degraded) of this process, but for the database's answer: read from memory, so
+    that a worker can publish them every second (realtime/workers.py)."""
     down: dict[str, str] = {}
     degraded: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
-    except Exception as exc:
-        down["database"] = f"unreachable ({exc.__class__.__name__})"
-    channels = request.app.state.channels
+    channels = state.channels
     if channels is not None and (reason := channels.ready()) is not None:
         down["listener"] = reason
-    jwks_down, jwks_degraded = request.app.state.access.ready()
+    jwks_down, jwks_degraded = state.access.ready()
     if jwks_down:
         down["jwks"] = jwks_down
     if jwks_degraded:
         degraded["jwks"] = jwks_degraded
-    if (redis := request.app.state.shared.degraded()) is not None:
+    if (redis := state.shared.degraded()) is not None:
         degraded["redis"] = redis
     replica = channels.listener.reads if channels is not None else None
     if replica is not None and not replica.usable:
         degraded["replica"] = "the read replica is not used now (unreachable or behind): " \
                               "reads go to the primary"
+    return down, degraded
+
+
+@operation(id="readyz", summary="Readiness: the database answers and the listener is connected",
+           response=http.Status, errors=(503,),
+           description="503 NOT_READY with `down` naming what is down.")
+async def readyz(request: Request) -> Response:
+    """503 naming what is down (the server cannot serve); 200 otherwise, naming in
+    `degraded` what works in a lesser way (an accelerator or a provider is away). Under
+    `--workers N`, what another worker published as down or degraded counts too (naming that
+    worker): the balancer's next connection may reach it."""
+    down: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
+    except Exception as exc:
+        down["database"] = f"unreachable ({exc.__class__.__name__})"
+    listed, degraded = conditions(request.app.state)
+    down.update(listed)
+    workers = getattr(request.app.state, "workers", None)
+    if workers is not None:
+        down, degraded = workers.conditions((down, degraded))
     if down:
         err = errors.NotReady("not ready: " + ", ".join(f"{k} {v}" for k, v in down.items()),
                               down=down)
@@ -66,7 +81,11 @@ async def readyz(request: Request) -> Response:
 
 @operation(id="metrics", summary="Prometheus metrics", media_type="text/plain", database=False)
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Under `--workers N`, every live worker's series, labelled `worker` (realtime/workers.py);
+    in one process, its own, unlabelled."""
+    workers = getattr(request.app.state, "workers", None)
+    body = generate_latest() if workers is None else workers.exposition()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class _Document(Response):

@@ -65,6 +65,14 @@ def serve(env: dict[str, str], log: Path) -> Served:
     return Served(proc, port, log)
 
 
+def workers_directory(pid: int) -> Path:
+    """Where a worker publishes its metrics: the directory its parent made (realtime/workers.py)."""
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    directory = Path(dict(p.split("=", 1) for p in pairs if "=" in p)["REALTIME_WORKERS_DIR"])
+    assert directory.is_dir()
+    return directory
+
+
 async def backends(dsn: str) -> dict[str, list[int]]:
     """The database's sessions other than ours, by application_name."""
     conn = await asyncpg.connect(dsn)
@@ -253,6 +261,7 @@ async def test_workers_stop_when_their_parent_is_killed(database_url: str, tmp_p
     pids: list[int] = []
     with killed_if_left(served, pids):
         pids[:] = await workers_connected(served, database_url)
+        directory = workers_directory(pids[0])
         channel, _ = await make_slot(f"http://127.0.0.1:{served.port}")
         async with sockets_on_every_worker(served, pids, channel) as by_worker:
             served.proc.kill()
@@ -266,6 +275,9 @@ async def test_workers_stop_when_their_parent_is_killed(database_url: str, tmp_p
     assert await backends(database_url) == {}
     out = served.output(tail=10**7)
     assert out.count("the supervising process is gone") == WORKERS, out[-6000:]
+    # The parent could not remove the directory its workers publish their metrics in: the last
+    # of them did.
+    assert not directory.exists(), sorted(p.name for p in directory.iterdir())
     assert out.count("Application shutdown complete") == WORKERS, out[-6000:]
 
 

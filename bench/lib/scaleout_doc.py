@@ -31,6 +31,38 @@ def _share(w: dict[str, Any]) -> str:
     return f"{w['frames'] / w['owed']:.0%}" if w.get("owed") else "?"
 
 
+def _limits(w1: dict[str, Any], w2: dict[str, Any], per_core: dict[str, int],
+            gen_per_frame: dict[str, float]) -> str:
+    """What held the ratio down in the median round: other work on the machine, or the
+    readers' share of two cores."""
+    c1, c2 = w1["cores"], w2["cores"]
+    spent = (f"The server processes got {c1['server']:.2f} cores with one worker and "
+             f"{c2['server']:.2f} with two ({per_core['w1']:,} and {per_core['w2']:,} frames per "
+             f"server CPU-second), the load generator {c1['generator']:.2f} and "
+             f"{c2['generator']:.2f} ({gen_per_frame['w1']} and {gen_per_frame['w2']} µs of CPU "
+             f"per frame received), PostgreSQL {c1['postgres']:.2f} and {c2['postgres']:.2f}.")
+    if max(c1["other"], c2["other"]) >= 0.3:
+        return f"""What limits it, in the median round, is the machine: everything else running on it took
+{c1['other']:.2f} and {c2['other']:.2f} of its two cores (the 1-minute load average was
+{w1['load'][0]} and {w2['load'][0]}). {spent} With every core busy, a second worker gets a
+second share of the scheduler's time, not a second core, and frames/s follows the CPU the
+server is given. Each worker reads the event log itself and writes only to its own sockets
+(nothing is shared between them but PostgreSQL), so with cores to spare frames/s grows with
+the workers.
+"""
+    return f"""What limits it, in the median round, with nothing else running ({c1['other']:.2f} and
+{c2['other']:.2f} of a core went to other work): one worker is one event loop, and a profile of
+it during this phase (`py-spy record --idle --threads` on the worker) shows that loop busy all
+the time, most of it in the writes to its sockets (a small thread pool shares them); so one
+process sends what one loop can write. Two workers have two loops, but the readers share the
+same two cores: the machine was {c2['machine']:.2f} cores busy of 2 with two workers.
+{spent} Reading a frame costs the generator about as much CPU as writing it costs the server,
+so on two cores the second worker gets only what the readers leave of the second core. Nothing
+between the workers limits it: each reads the event log itself and writes only to its own
+sockets (they share only PostgreSQL, here {c2['postgres']:.2f} of a core).
+"""
+
+
 def _fanout(f: dict[str, Any]) -> str:
     rows = "\n".join(
         f"| {r['round']} | {r['first']} | {r['w1']['frames_per_s']:,} | {_share(r['w1'])} | "
@@ -78,19 +110,7 @@ process that cannot follow the event log for a few seconds (its listener's conne
 out on the overloaded machine) sheds its sockets so that their clients resume elsewhere, and
 these readers do not come back; they are opened again for the next round.
 
-What limits it, in the median round, is the machine: everything else running on it took
-{w1['cores']['other']:.2f} and {w2['cores']['other']:.2f} of its two cores (the 1-minute load
-average was {w1['load'][0]} and {w2['load'][0]}). The server processes got
-{w1['cores']['server']:.2f} cores with one worker and {w2['cores']['server']:.2f} with two
-({per_core['w1']:,} and {per_core['w2']:,} frames per server CPU-second), the load generator
-{w1['cores']['generator']:.2f} and {w2['cores']['generator']:.2f} ({gen_per_frame['w1']} and
-{gen_per_frame['w2']} µs of CPU per frame received), PostgreSQL {w1['cores']['postgres']:.2f}
-and {w2['cores']['postgres']:.2f}. With every core busy, a second worker gets a second share of
-the scheduler's time, not a second core, and frames/s follows the CPU the server is given. On
-an idle two-core machine the generator's cost per frame still takes part of the second core
-from the second worker, so the ratio stays below 2 there too; each worker reads the event log
-itself and writes only to its own sockets (nothing is shared between them but PostgreSQL), so
-with cores to spare frames/s grows with the workers.
+{_limits(w1, w2, per_core, gen_per_frame)}
 """
 
 

@@ -16,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from realtime import errors, logs, metrics, workers
@@ -27,20 +26,11 @@ from realtime.channels.handoff import shed_while_blind
 from realtime.channels.runtime import ChannelRuntime
 from realtime.db.connect import create_pool
 from realtime.eventlog.store import EventLog
+from realtime.http.assets import STATIC, Assets
 from realtime.http.context import EXCEPTION_HANDLERS, RequestContext, direct_routes
 from realtime.http.routes import create_booking, create_hold
 from realtime.http.routes import routes as api_routes
-from realtime.http.system import (
-    STATIC,
-    PublicStatic,
-    asyncapi,
-    conditions,
-    healthz,
-    index,
-    metrics_endpoint,
-    openapi,
-    readyz,
-)
+from realtime.http.system import asyncapi, conditions, healthz, metrics_endpoint, openapi, readyz
 from realtime.http.webhooks import routes as webhook_routes
 from realtime.schema import http as http_schema
 from realtime.schema.operations import operation
@@ -195,6 +185,7 @@ def create_app(settings: Settings | None = None) -> RequestContext:
                     "naming the parameter.")(SseEndpoint())
 
     STATIC.mkdir(exist_ok=True)
+    assets = Assets(STATIC)  # hashes the static tree once, here
     app = Starlette(
         routes=[
             *api_routes,
@@ -204,8 +195,10 @@ def create_app(settings: Settings | None = None) -> RequestContext:
             Route("/metrics", metrics_endpoint, name="metrics"),
             Route("/openapi.json", openapi),
             Route("/asyncapi.json", asyncapi),
-            Route("/", index),
-            Mount("/static", PublicStatic(StaticFiles(directory=STATIC)), name="static"),
+            Route("/", assets.index),
+            Route("/static/v/manifest.json", assets.manifest),
+            Mount("/static/v/{version}", assets.versioned),
+            Mount("/static", assets.unversioned, name="static"),
             WebSocketRoute("/ws", ws_endpoint),
             Route("/sse", sse_endpoint, methods=["GET"]),
         ],

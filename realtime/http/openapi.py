@@ -16,7 +16,7 @@ from realtime.schema.operations import Operation, declared
 from realtime.schema.types import Id, IdempotencyKey
 
 # Served, but not API operations: the widget page, its files, the WebSocket (/asyncapi.json).
-UNDOCUMENTED = frozenset({"/", "/static", "/ws"})
+UNDOCUMENTED = frozenset({"/", "/static", "/static/v/manifest.json", "/ws"})
 
 _STATUS_WORDS = {
     400: "INVALID_JSON: the body is not JSON",

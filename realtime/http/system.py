@@ -1,17 +1,15 @@
-"""The server's own routes: liveness, readiness, metrics, the OpenAPI and AsyncAPI documents,
-the widget."""
+"""The server's own routes: liveness, readiness, metrics, the OpenAPI and AsyncAPI documents
+(the demo page and /static are assets.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
 
 from realtime import errors
 from realtime.http.openapi import openapi_document
@@ -19,8 +17,6 @@ from realtime.http.responses import JSONResponse, error_response
 from realtime.schema import http
 from realtime.schema.asyncapi import asyncapi_document
 from realtime.schema.operations import operation
-
-STATIC = Path(__file__).parent.parent / "static"
 
 
 @operation(id="healthz", summary="Liveness: 200 while the process runs", response=http.Status,
@@ -109,48 +105,3 @@ async def asyncapi(request: Request) -> Response:
     if getattr(state, "asyncapi", None) is None:
         state.asyncapi = orjson.dumps(asyncapi_document())
     return _Document(state.asyncapi)
-
-
-async def index(request: Request) -> Response:
-    page = STATIC / "index.html"
-    if not page.exists():
-        return Response("<!doctype html><title>realtime</title><p>realtime is running.</p>",
-                        media_type="text/html")
-    return FileResponse(page, headers={"Cache-Control": "no-cache"})
-
-
-# Media types by suffix, not from the machine's mime.types (which differs between hosts and
-# calls `.ts` a Qt translation file): a browser loads an ES module only with a JavaScript type.
-MEDIA_TYPES = (
-    (".d.ts", b"application/typescript; charset=utf-8"),
-    (".js", b"text/javascript; charset=utf-8"),
-    (".mjs", b"text/javascript; charset=utf-8"),
-    (".css", b"text/css; charset=utf-8"),
-)
-
-
-class PublicStatic:
-    """/static for any site: the client library is ES modules that booking sites import
-    cross-origin, which browsers only allow with CORS. Nothing under /static carries a version in
-    its URL, so every response is `no-cache`: a browser revalidates (ETag, 304) and never runs a
-    new realtime.js against a cached older module beside it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", ""))
-        media_type = next((t for suffix, t in MEDIA_TYPES if path.endswith(suffix)), None)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                typed = media_type is not None and message.get("status") in (200, 206)
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if not (typed and k.lower() == b"content-type")]
-                headers += [(b"access-control-allow-origin", b"*"), (b"cache-control", b"no-cache")]
-                if typed:
-                    headers.append((b"content-type", media_type or b""))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

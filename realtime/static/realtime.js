@@ -13,6 +13,9 @@
 // server's Server-Sent Events stream (`/sse`) for updates and to the HTTP API for bookings;
 // `rt.transport` says which ("websocket" or "sse").
 //
+// Every file is also at this release's /static/v/<version>/, which browsers keep without
+// asking again (docs/client.md, "Which URL to import").
+//
 // docs/client.md documents the whole API and static/realtime.d.ts types it. Everything that
 // touches the outside world (the WebSocket and EventSource constructors, the clock, timers,
 // randomness, fetch, document/window/navigator) can be injected, so the reconnect, heartbeat,

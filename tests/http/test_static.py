@@ -88,11 +88,16 @@ def test_versioned_files_are_immutable_and_only_for_this_release(server: ServerP
             assert r.status_code == 404, path
             assert r.headers["cache-control"] == "no-cache", path
             assert "javascript" not in r.headers.get("content-type", ""), path
+    # realtime/app.py is static/../app.py: each target would reach it without the checks.
     secret = (ROOT / "realtime" / "app.py").read_bytes()[:60]
-    for target in (f"/static/v/{version}/../../app.py", f"/static/v/{version}/%2e%2e/%2e%2e/app.py",
-                   f"/static/v/{version}/..%2f..%2fapp.py", f"/static/v/{version}/%2e%2e%2f%2e%2e%2fapp.py",
-                   "/static/v/../../app.py", f"/static/v/{version}/realtime/../../http/assets.py",
-                   "/static/../app.py", "/static/%2e%2e/app.py"):
+    assert (STATIC / ".." / "app.py").resolve() == ROOT / "realtime" / "app.py"
+    # `..` does reach the server as sent: inside the tree it is followed.
+    inside = raw_get(server, f"/static/v/{version}/realtime/../realtime.js")
+    assert inside == (200, (STATIC / "realtime.js").read_bytes())
+    for target in (f"/static/v/{version}/../app.py", f"/static/v/{version}/%2e%2e/app.py",
+                   f"/static/v/{version}/..%2fapp.py", f"/static/v/{version}/%2e%2e%2fapp.py",
+                   f"/static/v/{version}/realtime/../../app.py", "/static/v/../app.py",
+                   f"/static/v/{version}/../http/assets.py", "/static/../app.py", "/static/%2e%2e/app.py"):
         status, body = raw_get(server, target)
         assert status in (400, 404), (target, status)
         assert secret not in body, target

@@ -146,8 +146,8 @@ async def shop_page(pages, url: str, errors: list[str]) -> Any:
 
 
 async def test_without_a_token_the_widget_asks_for_a_sign_in(auth_site, pages) -> None:
-    """No token: the times show live, a notice says to sign in, a click books nothing and
-    fires realtime-signin; an expired fixed token says the sign-in expired; no console errors."""
+    """No token: the times show live, a notice says to sign in, a click (or Enter) books nothing
+    and fires realtime-signin; an expired fixed token says the sign-in expired; no console errors."""
     server, site = auth_site
     service_id, (first, second) = a_service(server, [2, 1])
     errors: list[str] = []
@@ -166,6 +166,12 @@ async def test_without_a_token_the_widget_asks_for_a_sign_in(auth_site, pages) -
     await slot_el(page, first).click()
     assert await page.evaluate("window.asked") == [{"reason": "none", "slotId": first}]
     assert await link.evaluate("a => a.getRootNode().activeElement === a")  # the click points at it
+    # The keyboard alone does the same: Enter on a time points at the sign-in link.
+    await slot_el(page, second).locator("button").focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("window.asked.length === 2")
+    assert await page.evaluate("window.asked[1]") == {"reason": "none", "slotId": second}
+    assert await link.evaluate("a => a.getRootNode().activeElement === a")
     await asyncio.sleep(0.3)
     assert await slot_el(page, first).get_attribute("data-state") == "available"
     avail = call(server, "GET", f"/api/services/{service_id}/availability")["slots"]

@@ -283,6 +283,9 @@ class BookingWidget {
     this.disposers = [];
     this.me = null; // GET /api/me: {auth, customer_id}, once answered
     this.signin = null; // why booking needs a sign-in first: "none" or "expired"; null: it does not
+    this.staleToken = false; // the fixed token had expired when the client asked for it
+    this.tokenRefused = false; // the server refused the fixed token
+    this.expiryTimer = null; // when the fixed token expires
     this.closed = false;
     this.els = this.collect();
   }
@@ -1118,8 +1121,8 @@ class BookingWidget {
   async token(ctx) {
     const token = await this.host.currentToken(ctx);
     if (typeof token !== "string" || !token) return null;
+    if (this.host.getToken) return token; // the page's own: the client refreshes it
     const exp = tokenExpiry(token);
-    if (this.host.getToken) return token;
     if (this.tokenRefused || (exp != null && exp <= Date.now())) {
       this.staleToken = true;
       if (this.me?.auth) this.setSignIn("expired");
@@ -1279,6 +1282,7 @@ class BookingWidget {
           m.textContent = "Taken";
           return;
         }
+        if (this.signin) return this.askSignIn(id);
         if (this.offline || browserOffline()) return this.offlineClick();
         if (this.holdMode) this.hold(id, 1);
         else this.book(id, 1);

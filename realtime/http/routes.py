@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from realtime import errors, logs, metrics
 from realtime.access import Access, Acting, Caller, counted
+from realtime.auth import bearer
 from realtime.booking.demo import demo_vendor_id
 from realtime.booking.service import BookingService
 from realtime.eventlog.store import EventLog
@@ -213,6 +214,19 @@ async def demo(request: Request) -> Response:
     return JSONResponse({"vendor_id": vendor_id})
 
 
+@operation(id="getMe", summary="Whether booking needs a token, and whose token this is",
+           response=http.Me, errors=(401,), database=False,
+           description="Needs no token, so a page can ask before it has one: `auth` says whether "
+                       "booking, holding and cancelling need one; `customer_id` is the sub of the "
+                       "token sent (null without one). A token that is sent but invalid or "
+                       "expired is 401 UNAUTHORIZED, as on every route.")
+async def me(request: Request) -> Response:
+    access: Access = request.app.state.access
+    token = bearer(request.headers.get("authorization")) if access.enabled else None
+    sub = (await access.verify(token)).sub if token is not None else None
+    return JSONResponse({"auth": access.enabled, "customer_id": sub})
+
+
 # -- customer -------------------------------------------------------------------------------
 
 
@@ -299,4 +313,5 @@ routes = [
     Route("/api/holds", create_hold, methods=["POST"]),
     Route("/api/holds/{id}", release_hold, methods=["DELETE"]),
     Route("/api/demo", demo, methods=["GET"]),
+    Route("/api/me", me, methods=["GET"]),
 ]

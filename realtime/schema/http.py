@@ -159,5 +159,13 @@ class Demo(msgspec.Struct, kw_only=True):
     vendor_id: ServedId
 
 
+class Me(msgspec.Struct, kw_only=True):
+    """Whether the server checks tokens (booking, holding and cancelling then need one), and
+    whose token this request carried: a page learns whether to ask its visitor to sign in."""
+
+    auth: bool
+    customer_id: str | None  # the token's sub; null without a token, and always with auth off
+
+
 class Status(msgspec.Struct, kw_only=True):
     status: str

@@ -486,8 +486,41 @@ export declare class RealtimeClient extends Emitter<ClientEvents> {
   getService(id: string): Promise<Service>;
   /** The demo vendor of a server started with `--demo` (404 VENDOR_NOT_FOUND when none). */
   getDemo(): Promise<{ vendor_id: string }>;
+  /** One of this customer's bookings (404 BOOKING_NOT_FOUND for someone else's). */
+  getBooking(id: string): Promise<BookingResult>;
+  /** Whether booking needs a token here, and whose token this client sends (needs no token). */
+  getMe(): Promise<Me>;
   /** Check the connection now (what a visible tab or the network coming back does by itself). */
   resync(reason?: string): void;
+}
+
+/** `GET /api/me`. */
+export interface Me {
+  /** The server checks tokens: booking, holding and cancelling need one. */
+  auth: boolean;
+  /** The token's `sub`; null without a token (and always with auth off). */
+  customer_id: string | null;
+}
+
+/** What `<realtime-booking>`'s `getToken` is given: as the client's, see `GetTokenContext`. */
+export type BookingTokenProvider = (context: GetTokenContext) => string | null | undefined | Promise<string | null | undefined>;
+
+/**
+ * The booking widget, `<realtime-booking>` (defined by `/static/widget.js`; docs/widget.md).
+ * Its options are attributes (`service`, `vendor`, `server`, `checkout`, `date`, `hold-ttl`,
+ * `token`, `signin-url`, `query-params`); a signed-in page gives it `getToken`.
+ */
+export interface RealtimeBookingElement extends HTMLElement {
+  /** Called for the customer's JWT at connect, before it expires and after a refusal. */
+  getToken: BookingTokenProvider | null;
+  /** A fixed JWT for simple pages (the `token` attribute); `getToken` wins when both are set. */
+  token: string | null;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "realtime-booking": RealtimeBookingElement;
+  }
 }
 
 /** Exponential backoff with full jitter: a random delay in [0, min(maxDelay, baseDelay * 2^attempt)). */

@@ -10,9 +10,10 @@
 // loaded from); checkout="hold" (a click holds, then Confirm books); date="YYYY-MM-DD" (the
 // first week shown; default today); hold-ttl="SECONDS" (default the server's, 300);
 // query-params (read service, vendor, date, checkout and hold_ttl from the page's URL: the demo
-// page). Everything is inside an open shadow root, so the host page's styles do not reach in
-// and the widget's do not leak out.
-import { RealtimeClient } from "./realtime.js";
+// page); token="JWT" and signin-url="URL" for signed-in sites, which can instead give the
+// element a `getToken` function (docs/widget.md). Everything is inside an open shadow root, so
+// the host page's styles do not reach in and the widget's do not leak out.
+import { RealtimeClient, tokenExpiry } from "./realtime.js";
 
 const DAY = 24 * 3600 * 1000;
 const HOUR = 3600 * 1000;
@@ -27,6 +28,11 @@ const fmtTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2
 const NETWORK_CODES = new Set(["OFFLINE", "NETWORK_ERROR", "TIMEOUT", "CLIENT_CLOSED", "CONNECT_FAILED"]);
 const OFFLINE_TEXT = "You are offline: nothing was booked";
 const HOLD_GRACE = 4000; // ms an expired hold waits for the server's word before it is let go
+const KEPT_MAX = 50; // bookings remembered per server and customer (the newest), to show after a reload
+const SIGNIN_TEXT = {
+  none: ["Sign in to book.", "You can see every time, and it updates live; booking one needs you to be signed in."],
+  expired: ["Your sign-in has expired.", "Sign in again to book; the times shown still update live."],
+};
 
 const TEMPLATE = `
 <link rel="stylesheet" href="${STYLE_URL}">
@@ -47,6 +53,11 @@ const TEMPLATE = `
     </div>
   </header>
   <p class="rt-intro" id="rt-intro">Pick a time. Availability updates live as other people book.</p>
+  <div class="rt-signin" id="rt-signin" data-signin hidden tabindex="-1">
+    <p class="rt-signin-title" id="rt-signin-title"></p>
+    <p class="rt-signin-text" id="rt-signin-text"></p>
+    <a class="rt-primary rt-signin-link" id="rt-signin-link" hidden>Sign in</a>
+  </div>
   <div class="rt-weekbar" role="group" aria-label="Week">
     <button type="button" class="rt-nav" data-nav="prev" aria-label="Previous week"><span aria-hidden="true">‹</span></button>
     <p class="rt-range" data-range="" id="rt-range"></p>
@@ -162,6 +173,39 @@ function customerId() {
   }
 }
 
+// Bookings made from this browser, kept across reloads: {id, slot_id, ends_at} per server and
+// customer (the token's subject, or the anonymous id above), the newest KEPT_MAX of them. Only
+// ids: what they are now is asked of the server (GET /api/bookings/ID) after a reload.
+function readKept(key) {
+  try {
+    const list = JSON.parse(localStorage.getItem(key) ?? "[]");
+    return Array.isArray(list) ? list.filter((e) => typeof e?.id === "string" && typeof e.slot_id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeKept(key, list) {
+  try {
+    if (list.length) localStorage.setItem(key, JSON.stringify(list.slice(-KEPT_MAX)));
+    else localStorage.removeItem(key);
+  } catch {
+    /* storage full or refused (a private window): the bookings are still shown until a reload */
+  }
+}
+
+// The `sub` claim of a JWT, unverified (the server checks it): whether a new token is the same
+// customer's.
+function tokenSubject(token) {
+  try {
+    const b64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const sub = JSON.parse(atob(b64.padEnd(b64.length + ((4 - (b64.length % 4)) % 4), "="))).sub;
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
 function isNetworkError(err) {
   return err instanceof TypeError || NETWORK_CODES.has(err?.code) || (err?.code === "ERROR" && !err?.status);
 }
@@ -237,6 +281,12 @@ class BookingWidget {
     this.holdTimer = null;
     this.emptyTimer = null;
     this.disposers = [];
+    this.me = null; // GET /api/me: {auth, customer_id}, once answered
+    this.signin = null; // why booking needs a sign-in first: "none" or "expired"; null: it does not
+    this.staleToken = false; // the fixed token had expired when the client asked for it
+    this.tokenRefused = false; // the server refused the fixed token
+    this.expiryTimer = null; // when the fixed token expires
+    this.closed = false;
     this.els = this.collect();
   }
 
@@ -249,6 +299,10 @@ class BookingWidget {
       vendor: $("rt-vendor"),
       title: $("rt-title"),
       intro: $("rt-intro"),
+      signin: $("rt-signin"),
+      signinTitle: $("rt-signin-title"),
+      signinText: $("rt-signin-text"),
+      signinLink: $("rt-signin-link"),
       conn: q("[data-connection]"),
       connText: q("[data-connection] .rt-conn-text"),
       presence: q("[data-presence]"),
@@ -333,7 +387,7 @@ class BookingWidget {
     const span = days
       ? `${days} day${days > 1 ? "s" : ""} from ${fmtDayLong.format(start)} ${fmtTime.format(start)} to ${fmtDayLong.format(end)}`
       : `${fmtDayLong.format(start)}, ${fmtTime.format(start)} to ${fmtTime.format(end)}`;
-    const verb = this.holdMode ? "Hold" : "Book";
+    const verb = this.signin ? "Sign in to book" : this.holdMode ? "Hold" : "Book";
     const what = {
       available: `${slot.available} of ${slot.capacity} free. ${verb}`,
       pending: this.holdMode ? "holding in progress" : "booking in progress",
@@ -584,14 +638,14 @@ class BookingWidget {
     try {
       avail = await this.client.getAvailability({ [this.target.kind]: this.target.id, from: iso(win.from), to: iso(win.to) });
     } catch (err) {
-      if (seq !== this.loadSeq) return false;
+      if (seq !== this.loadSeq || this.closed) return false;
       this.week = before.week;
       this.showRange();
       this.els.app.removeAttribute("aria-busy");
       this.showProblem(err, "That week could not be loaded", "the week shown is unchanged", "You are offline: that week could not be loaded.");
       return false;
     }
-    if (seq !== this.loadSeq) return false;
+    if (seq !== this.loadSeq || this.closed) return false; // a closed client must not reconnect
     this.window = win;
     const name = avail.channel ?? `${this.target.kind}:${this.target.id}`;
     if (this.channel) this.client.unsubscribe(this.channel.name);
@@ -734,6 +788,7 @@ class BookingWidget {
     if (!slot) return;
     const state = this.stateOf(slot);
     if (state === "available") {
+      if (this.signin) return this.askSignIn(id);
       if (this.offline || browserOffline()) return this.offlineClick();
       const quantity = this.quantityFor(id, slot);
       return this.holdMode ? this.hold(id, quantity) : this.book(id, quantity);
@@ -787,7 +842,10 @@ class BookingWidget {
   booked(id, res) {
     this.remember(res?.slot);
     const list = this.mine.get(id) ?? [];
-    if (res?.booking) list.push(res.booking);
+    if (res?.booking) {
+      list.push(res.booking);
+      this.keep(res.booking, res.slot);
+    }
     this.mine.set(id, list);
     this.repaint(id);
     this.renderMine();
@@ -892,6 +950,7 @@ class BookingWidget {
   failed(id, slot, err, verb) {
     this.remember(err?.slot);
     this.repaint(id, { flash: true });
+    if (err?.code === "UNAUTHORIZED") return this.refused(id);
     const now = this.slotOf(id) ?? slot;
     if (err?.code === "BOOKING_CONFLICT") {
       const gone = !now || Number(now.available) <= 0;
@@ -920,6 +979,7 @@ class BookingWidget {
   // An error told in words: the server's own message when it gave one, never the browser's
   // ("Failed to fetch") or the library's.
   showProblem(err, title, consequence, offline = `You are offline: ${consequence}.`) {
+    if (err?.code === "UNAUTHORIZED") return this.refused(null);
     if ((this.offline || browserOffline()) && isNetworkError(err)) {
       const text = consequence === "nothing was booked" || consequence === "nothing was held" ? `${OFFLINE_TEXT}.` : offline;
       this.showNotice(text, "Try again when you are back online.", [], { kind: "offline" });
@@ -1008,6 +1068,7 @@ class BookingWidget {
     li.classList.add("rt-busy");
     try {
       const res = await this.client.cancel(booking.id);
+      this.forget([booking.id]);
       this.remember(res?.slot);
       const list = (this.mine.get(slotId) ?? []).filter((b) => b.id !== booking.id);
       if (list.length) this.mine.set(slotId, list);
@@ -1033,6 +1094,7 @@ class BookingWidget {
     for (const [slotId, booking] of entries) {
       const s = this.slotOf(slotId);
       const li = document.createElement("li");
+      li.dataset.bookingId = booking.id;
       const span = document.createElement("span");
       span.className = "rt-mine-when";
       const qty = Number(booking.quantity) > 1 ? ` × ${booking.quantity}` : "";
@@ -1049,6 +1111,135 @@ class BookingWidget {
       mineList.append(li);
     }
     mine.hidden = entries.length === 0;
+  }
+
+  // --- signing in ----------------------------------------------------------------------------------
+
+  // The token for the client: the page's getToken, else the token attribute. A fixed token that
+  // has expired is not sent (the server would close the socket over it): the widget asks for a
+  // sign-in instead, and keeps showing the times.
+  async token(ctx) {
+    const token = await this.host.currentToken(ctx);
+    if (typeof token !== "string" || !token) return null;
+    if (this.host.getToken) return token; // the page's own: the client refreshes it
+    const exp = tokenExpiry(token);
+    if (this.tokenRefused || (exp != null && exp <= Date.now())) {
+      this.staleToken = true;
+      if (this.me?.auth) this.setSignIn("expired");
+      return null;
+    }
+    return token;
+  }
+
+  // A fixed token says when it expires: from then on a click asks for a sign-in.
+  watchExpiry(token) {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    const exp = this.host.getToken ? null : tokenExpiry(token);
+    if (exp == null) return;
+    this.expiryTimer = setTimeout(() => this.me?.auth !== false && this.setSignIn("expired"), Math.min(Math.max(0, exp - Date.now()), 2 ** 31 - 1));
+  }
+
+  setSignIn(reason) {
+    const before = this.signin;
+    this.signin = reason;
+    const { signin, signinTitle, signinText, signinLink, app } = this.els;
+    signin.hidden = !reason;
+    if (reason) {
+      [signinTitle.textContent, signinText.textContent] = SIGNIN_TEXT[reason];
+      app.dataset.auth = "signin";
+      if (this.opts.signinUrl) {
+        signinLink.href = this.opts.signinUrl;
+        signinLink.hidden = false;
+      }
+    } else {
+      delete app.dataset.auth;
+    }
+    if (before !== reason) for (const id of this.cells.keys()) this.repaint(id); // the labels say it
+  }
+
+  // A click that needs a sign-in: say so, and tell the page (which may open its own sign-in).
+  askSignIn(slotId) {
+    const { signin, signinLink } = this.els;
+    signin.classList.remove("rt-attn");
+    void signin.offsetWidth; // restart the animation
+    signin.classList.add("rt-attn");
+    (signinLink.hidden ? signin : signinLink).focus();
+    this.say(SIGNIN_TEXT[this.signin].join(" "));
+    const detail = { reason: this.signin, slotId: slotId ?? null };
+    this.host.dispatchEvent(new CustomEvent("realtime-signin", { bubbles: true, composed: true, detail }));
+  }
+
+  // The server refused the token (the client already fetched a fresh one and tried again).
+  refused(slotId) {
+    this.hideNotice();
+    this.setSignIn(this.me?.customer_id || this.host.hasTokenProvider() ? "expired" : "none");
+    this.askSignIn(slotId);
+  }
+
+  // What GET /api/me said (or the error it ended in) decides whether booking needs a sign-in.
+  signedIn(me) {
+    if (me?.code === "UNAUTHORIZED") {
+      me = { auth: true, customer_id: null, refused: true };
+      this.tokenRefused = true; // a fixed token the server refuses is not put on the socket's URL
+    }
+    if (typeof me?.auth !== "boolean") return; // an older server, or none reached: find out at a click
+    this.me = me;
+    if (me.auth && !me.customer_id) this.setSignIn(me.refused || this.staleToken ? "expired" : "none");
+  }
+
+  // --- bookings kept across reloads --------------------------------------------------------------
+
+  keptKey() {
+    if (!this.me) return null;
+    const who = this.me.auth ? this.me.customer_id : this.customer();
+    return who ? `realtime-bookings:${this.httpBase}:${who}` : null;
+  }
+
+  keep(booking, slot) {
+    const key = this.keptKey();
+    if (!key) return;
+    const list = readKept(key).filter((e) => e.id !== booking.id);
+    list.push({ id: String(booking.id), slot_id: String(booking.slot_id), ends_at: slot?.ends_at ?? null });
+    writeKept(key, list);
+  }
+
+  forget(ids) {
+    const key = this.keptKey();
+    if (!key || !ids.length) return;
+    const gone = new Set(ids);
+    writeKept(key, readKept(key).filter((e) => !gone.has(e.id)));
+  }
+
+  // After a reload: the kept bookings still confirmed are `mine` again and listed; the ones
+  // cancelled, unknown or over are forgotten. One read per booking, all at once (at most KEPT_MAX).
+  async restoreMine() {
+    const key = this.keptKey();
+    if (!key) return;
+    const now = Date.now();
+    const all = readKept(key);
+    const ended = all.filter((e) => Date.parse(e.ends_at) <= now);
+    const open = all.filter((e) => !ended.includes(e));
+    const answers = await Promise.all(open.map((e) => this.client.getBooking(e.id).then(
+      (r) => r,
+      (err) => (err?.status === 404 ? null : undefined), // undefined: not answered, ask next time
+    )));
+    if (this.closed) return;
+    const gone = ended.map((e) => e.id);
+    open.forEach((e, i) => {
+      const r = answers[i];
+      if (r === undefined) return;
+      if (r?.booking?.status !== "confirmed") return gone.push(e.id);
+      if (!this.services.has(String(r.slot?.service_id))) return; // booked on another widget
+      this.remember(r.slot);
+      const id = String(r.slot.id);
+      const list = this.mine.get(id) ?? [];
+      if (!list.some((b) => b.id === r.booking.id)) list.push(r.booking);
+      this.mine.set(id, list);
+      this.repaint(id);
+    });
+    this.forget(gone);
+    this.renderMine();
   }
 
   // --- notices and alternatives ------------------------------------------------------------------
@@ -1091,6 +1282,7 @@ class BookingWidget {
           m.textContent = "Taken";
           return;
         }
+        if (this.signin) return this.askSignIn(id);
         if (this.offline || browserOffline()) return this.offlineClick();
         if (this.holdMode) this.hold(id, 1);
         else this.book(id, 1);
@@ -1183,7 +1375,11 @@ class BookingWidget {
     const wsUrl = new URL("/ws", opts.server);
     wsUrl.protocol = wsUrl.protocol === "https:" ? "wss:" : "ws:";
     this.httpBase = new URL(opts.server).origin;
-    const client = (this.client = new RealtimeClient({ url: wsUrl.toString(), httpUrl: this.httpBase }));
+    const getToken = this.host.hasTokenProvider() ? (ctx) => this.token(ctx) : undefined;
+    const client = (this.client = new RealtimeClient({ url: wsUrl.toString(), httpUrl: this.httpBase, getToken }));
+    // Asked at once, beside the vendor's name: whether booking needs a sign-in decides the labels.
+    const asked = client.getMe().then((me) => me, (err) => err);
+    this.watchExpiry(this.host.getAttribute("token"));
     this.listen(window, "offline", () => {
       this.offline = true;
       this.showConnection();
@@ -1221,8 +1417,10 @@ class BookingWidget {
       else if (opts.vendor) t = { kind: "vendor", id: opts.vendor };
       else t = { kind: "vendor", id: (await client.getDemo()).vendor_id };
     } catch (err) {
+      if (this.closed) return;
       return this.fail(this.loadError(err, "the demo") ?? "There is no demo vendor on this server. Start it with --demo, or give a service or a vendor.");
     }
+    if (this.closed) return;
     this.target = t;
     try {
       if (t.kind === "vendor") {
@@ -1248,20 +1446,26 @@ class BookingWidget {
         );
       }
     } catch (err) {
+      if (this.closed) return;
       return this.fail(this.loadError(err, `this ${t.kind}`) ?? `No such ${t.kind}: ${t.id}`);
     }
+    const me = await asked;
+    if (this.closed) return;
+    this.signedIn(me);
 
     client.on("state", () => this.showConnection());
     if (!(await this.go(this.week, { announce: false }))) {
-      if (!this.channel) this.fail(this.loadError({ code: "NETWORK_ERROR" }, "availability"));
+      if (!this.channel && !this.closed) this.fail(this.loadError({ code: "NETWORK_ERROR" }, "availability"));
       return;
     }
     this.showConnection();
+    this.restoreMine();
   }
 
   destroy() {
+    this.closed = true; // a run() still awaiting the server stops where it is
     for (const off of this.disposers.splice(0)) off();
-    for (const t of [this.changeTimer, this.emptyTimer]) if (t) clearTimeout(t);
+    for (const t of [this.changeTimer, this.emptyTimer, this.expiryTimer]) if (t) clearTimeout(t);
     if (this.holdTimer) clearInterval(this.holdTimer);
     this.client?.close();
   }
@@ -1269,7 +1473,7 @@ class BookingWidget {
 
 // --- the custom element ------------------------------------------------------------------------
 
-const OPTION_ATTRIBUTES = ["service", "vendor", "server", "checkout", "date", "hold-ttl", "query-params"];
+const OPTION_ATTRIBUTES = ["service", "vendor", "server", "checkout", "date", "hold-ttl", "query-params", "signin-url"];
 
 function ttl(value) {
   const n = Number(value);
@@ -1278,7 +1482,37 @@ function ttl(value) {
 
 export class RealtimeBookingElement extends HTMLElement {
   static get observedAttributes() {
-    return OPTION_ATTRIBUTES;
+    return [...OPTION_ATTRIBUTES, "token"];
+  }
+
+  // Signed-in sites: a function returning (a Promise of) the customer's JWT, called at connect,
+  // before the token expires and after the server refused it. Setting it starts the widget over.
+  get getToken() {
+    return this._getToken ?? null;
+  }
+
+  set getToken(fn) {
+    const before = this._getToken ?? null;
+    this._getToken = typeof fn === "function" ? fn : null;
+    if (this.widget && before !== this._getToken) this.restart();
+  }
+
+  // A fixed JWT, the `token` attribute (pages that render it on the server).
+  get token() {
+    return this.getAttribute("token");
+  }
+
+  set token(value) {
+    if (value == null || value === "") this.removeAttribute("token");
+    else this.setAttribute("token", String(value));
+  }
+
+  hasTokenProvider() {
+    return !!this._getToken || this.hasAttribute("token");
+  }
+
+  currentToken(ctx) {
+    return this._getToken ? this._getToken(ctx) : this.getAttribute("token") || null;
   }
 
   options() {
@@ -1295,10 +1529,20 @@ export class RealtimeBookingElement extends HTMLElement {
       date: parseYmd(pick("date")),
       holdTtl: ttl(pick("hold-ttl", "hold_ttl") ?? page.get("ttl_seconds")),
       setTitle: this.hasAttribute("query-params"),
+      signinUrl: attr("signin-url") ? new URL(attr("signin-url"), location.href).href : null,
     };
   }
 
   connectedCallback() {
+    // A property set before this module defined the element hides the class's accessor: take
+    // it over (the usual upgrade dance for custom elements).
+    for (const name of ["getToken", "token"]) {
+      if (Object.prototype.hasOwnProperty.call(this, name)) {
+        const value = this[name];
+        delete this[name];
+        this[name] = value;
+      }
+    }
     this.restart();
   }
 
@@ -1308,7 +1552,16 @@ export class RealtimeBookingElement extends HTMLElement {
   }
 
   attributeChangedCallback(name, before, after) {
-    if (before !== after && this.widget) this.restart();
+    if (before === after || !this.widget) return;
+    if (name === "token") {
+      if (this._getToken) return; // getToken wins
+      const w = this.widget;
+      if (after && !w.signin && w.me?.customer_id && tokenSubject(after) === w.me.customer_id) {
+        w.watchExpiry(after); // the same customer's fresh token: the client takes it at its next refresh
+        return;
+      }
+    }
+    this.restart();
   }
 
   restart() {

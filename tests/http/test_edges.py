@@ -198,6 +198,25 @@ async def test_auth_roles_and_ownership(auth_server):
     assert reads.status_code == 200  # reading availability needs no token
 
 
+async def test_me_says_whether_booking_needs_a_token_and_whose_it_is(auth_server, server):
+    """GET /api/me needs no token: with auth on it names the token's sub (null without one)
+    and refuses an expired or forged token with 401; with auth off it says so, token or not."""
+    async with client_for(auth_server.url) as client:
+        nobody = await client.get("/api/me")
+        ann = await client.get("/api/me", headers=bearer("ann"))
+        expired = await client.get("/api/me", headers={
+            "Authorization": f"Bearer {token('ann', ttl=-30)}"})
+        forged = await client.get("/api/me", headers={"Authorization": "Bearer not.a.jwt"})
+    async with client_for(server.url) as client:
+        open_ = await client.get("/api/me", headers={"Authorization": "Bearer not.a.jwt"})
+    assert nobody.status_code == 200 and nobody.json() == {"auth": True, "customer_id": None}
+    assert ann.status_code == 200 and ann.json() == {"auth": True, "customer_id": "ann"}
+    assert expired.status_code == forged.status_code == 401
+    assert expired.json()["error"]["code"] == "UNAUTHORIZED"
+    assert expired.headers["www-authenticate"].startswith("Bearer")
+    assert open_.status_code == 200 and open_.json() == {"auth": False, "customer_id": None}
+
+
 async def test_database_outage_is_503_and_changes_nothing(database_url, tmp_path):
     """With the database cut off, writes get 503 DATABASE_UNAVAILABLE and /readyz 503; after
     it returns, the same server works and no half-done change is visible."""

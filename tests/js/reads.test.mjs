@@ -1,4 +1,5 @@
-// The client library's HTTP reads (getAvailability, getVendor, getService, getDemo), with a
+// The client library's HTTP reads (getAvailability, getVendor, getService, getDemo, getMe,
+// getBooking) and HTTP's answer to a refused token, with a
 // recording fetch: `node --test tests/js/`.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -83,5 +84,35 @@ describe("HTTP reads", () => {
     const { client } = makeClient({ fetch, getToken: async () => "tok" });
     await client.getService("s");
     assert.equal(calls[0].init.headers.authorization, "Bearer tok");
+  });
+
+  test("getMe and getBooking read their routes", async () => {
+    const { fetch, calls } = recordingFetch((url) => ({ status: 200, body: { url } }));
+    const { client } = makeClient({ fetch });
+    await client.getMe();
+    await client.getBooking("b/1");
+    assert.deepEqual(calls.map((c) => new URL(c.url).pathname), ["/api/me", "/api/bookings/b%2F1"]);
+  });
+
+  test("a 401 asks getToken for a fresh token and sends the request once more", async () => {
+    const tokens = ["old", "new", "newer"];
+    const reasons = [];
+    const { fetch, calls } = recordingFetch((url) => ({ status: 401, body: { error: { code: "UNAUTHORIZED", message: "expired" } } }));
+    const answers = [];
+    const twice = async (url, init) => {
+      answers.push(init.headers.authorization);
+      return answers.length === 1 ? fetch(url, init) : { ok: true, status: 200, statusText: "", json: async () => ({ ok: 1 }) };
+    };
+    const { client } = makeClient({ fetch: twice, getToken: async ({ reason }) => (reasons.push(reason), tokens.shift()) });
+    assert.deepEqual(await client.cancel("b1"), { ok: 1 });
+    assert.deepEqual(answers, ["Bearer old", "Bearer new"]);
+    assert.deepEqual(reasons, ["http", "refresh"]);
+    assert.equal(calls.length, 1);
+
+    // Refused again with the fresh token: rejected, not retried a second time.
+    const refused = makeClient({ fetch, getToken: async () => tokens.shift() ?? "last" }).client;
+    const before = calls.length;
+    await assert.rejects(refused.getMe(), { code: "UNAUTHORIZED", status: 401 });
+    assert.equal(calls.length - before, 2);
   });
 });

@@ -27,6 +27,8 @@ import RealtimeClientDefault, {
   type ErrorFields,
   type Hold,
   type HoldResult,
+  type Me,
+  type RealtimeBookingElement,
   type RealtimeClientOptions,
   type ReleaseResult,
   type Service,
@@ -115,6 +117,9 @@ rt.on("state", ({ slot }) => slot);
 async function page(): Promise<void> {
   console.log(rt.live, rt.state, rt.transport, rt.url, rt.httpUrl, rt.sseUrl, rt.channels.size, rt.options.requestTimeout);
   const demo: { vendor_id: string } = await rt.getDemo();
+  const me: Me = await rt.getMe();
+  const mine: BookingResult = await rt.getBooking("b1");
+  console.log(me.auth, me.customer_id?.length, mine.booking.status);
   const vendor: VendorWithServices = await rt.getVendor(demo.vendor_id);
   const service: Service = await rt.getService(vendor.services[0].id);
   console.log(service.name, service.exclusive, service.vendor_id);
@@ -184,4 +189,15 @@ const delay: number = backoffDelay(3, { baseDelay: 500, maxDelay: 30_000, random
 const newer: boolean = isNewer({ version: 2 }, { version: 1 }) && isNewer({ version: 1 });
 const expiry: number | null = tokenExpiry("a.b.c");
 console.log(version, states, transports, notAState, same.connect(), connected.state, err.code, fromText.message, delay, newer, expiry);
+
+// The widget, typed through HTMLElementTagNameMap: a signed-in page hands it a token provider.
+const widget: RealtimeBookingElement | null = document.querySelector("realtime-booking");
+if (widget) {
+  widget.getToken = async ({ reason }) => (reason === "refresh" ? "fresh.jwt" : "jwt");
+  widget.token = null;
+  // @ts-expect-error: a provider, not a token
+  widget.getToken = "jwt";
+}
+const made = document.createElement("realtime-booking");
+made.getToken = null;
 void page();

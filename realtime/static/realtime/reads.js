@@ -29,6 +29,19 @@ export class Reads {
     return this._http("GET", `/api/services/${encodeURIComponent(id)}`);
   }
 
+  /** One of this customer's bookings: `{booking, slot}` (404 BOOKING_NOT_FOUND for someone else's). */
+  getBooking(id) {
+    return this._http("GET", `/api/bookings/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Whether booking needs a token on this server, and whose token this client sends:
+   * `{auth, customer_id}` (`customer_id` null without a token). Needs no token itself.
+   */
+  getMe() {
+    return this._http("GET", "/api/me");
+  }
+
   /** The demo vendor of a server started with `--demo`: `{vendor_id}` (404 when there is none). */
   getDemo() {
     return this._http("GET", "/api/demo");

@@ -110,7 +110,9 @@ export class Requests {
 // fetch", which stays on the error's `cause`).
 export class Http {
   // One HTTP request; `body` undefined for a read.
-  async _http(method, path, body, idempotencyKey) {
+  // A 401 with `getToken` (the token expired while the tab slept) fetches a fresh token and
+  // sends the request once more: the server refused it before reading it, so nothing was done.
+  async _http(method, path, body, idempotencyKey, retried = false) {
     if (!this._fetch || !this.httpUrl) throw new RealtimeError({ code: "NETWORK_ERROR", message: "no HTTP: pass { fetch, httpUrl }" });
     if (this._offline()) throw offlineError();
     const headers = { accept: "application/json" };
@@ -126,6 +128,10 @@ export class Http {
     if (token) headers.authorization = `Bearer ${token}`;
     if (idempotencyKey) headers["idempotency-key"] = idempotencyKey;
     const { res, data } = await this._fetchJson(this.httpUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (res.status === 401 && token && this.getToken && !retried) {
+      await this._refreshToken();
+      if (this._token && this._token !== token) return this._http(method, path, body, idempotencyKey, true);
+    }
     if (!res.ok) {
       const err = data?.error ?? { code: `HTTP_${res.status}`, message: `The server answered with an error (HTTP ${res.status}).` };
       if (err.slot) this._applyEverywhere(err.slot);

@@ -99,6 +99,9 @@ class Settings:
     ws_max_subscriptions: int = 100
     ws_messages_per_second: float = 50.0
     ws_ping_interval: float = 20.0
+    # Open /ws sockets and /sse streams together per client address in this process; 0: no
+    # cap (the default: see docs/configuration.md for why).
+    max_sockets_per_address: int = 0
     insecure: bool = False
     webhooks_allow_private: bool = False
 
@@ -106,6 +109,8 @@ class Settings:
         # Here rather than in from_env, so that an app built from Settings(...) is held to it.
         if self.jwks_url is not None and (problem := jwks_url_problem(self.jwks_url)):
             raise ValueError(problem)
+        if self.max_sockets_per_address < 0:
+            raise ValueError("REALTIME_MAX_SOCKETS_PER_ADDRESS must be 0 (no cap) or more")
 
     @property
     def auth_enabled(self) -> bool:
@@ -147,6 +152,7 @@ class Settings:
             ws_max_subscriptions=_int(e, "REALTIME_WS_MAX_SUBSCRIPTIONS", 100),
             ws_messages_per_second=_float(e, "REALTIME_WS_RATE", 50.0),
             ws_ping_interval=_float(e, "REALTIME_WS_PING_INTERVAL", 20.0),
+            max_sockets_per_address=_int(e, "REALTIME_MAX_SOCKETS_PER_ADDRESS", 0),
             insecure=e.get("REALTIME_INSECURE", "") in ("1", "true", "yes"),
             webhooks_allow_private=e.get("REALTIME_WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         )

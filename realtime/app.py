@@ -175,14 +175,15 @@ def create_app(settings: Settings | None = None) -> RequestContext:
 
     sse_endpoint = operation(
         id="sseStream", summary="The WebSocket stream as Server-Sent Events",
-        query=http_schema.StreamQuery, media_type="text/event-stream", errors=(403, 404),
+        query=http_schema.StreamQuery, media_type="text/event-stream", errors=(403, 404, 429),
         description="One `subscribed` event per channel, then every `availability:updated` and "
                     "`conflict:detected` of those channels as `event: <type>`, `id: <cursor>`, "
                     "`data: <the WebSocket frame's JSON>`, and a `: ping` comment every 15 s. "
                     "`Last-Event-ID` (sent by a browser's EventSource when it reconnects) or "
                     "`since` resumes with exactly what was missed. 401 for a bad `token`, 403 "
                     "for a browser origin that is not allowed, 404 UNKNOWN_CHANNEL, 422 "
-                    "naming the parameter.")(SseEndpoint())
+                    "naming the parameter, 429 RATE_LIMITED when the client's address has "
+                    "REALTIME_MAX_SOCKETS_PER_ADDRESS sockets and streams open.")(SseEndpoint())
 
     STATIC.mkdir(exist_ok=True)
     assets = Assets(STATIC)  # hashes the static tree once, here

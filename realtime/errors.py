@@ -149,6 +149,19 @@ class RateLimited(RealtimeError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManySockets(RateLimited):
+    """Over REALTIME_MAX_SOCKETS_PER_ADDRESS. Not a new wire code: the same RATE_LIMITED (429,
+    with Retry-After) as any other limit on `/sse`, and on `/ws` the close code a client
+    already answers by reconnecting with backoff (1013) rather than giving up (1008)."""
+
+    close_code = CLOSE_OVERLOAD
+    retry_seconds = 5.0  # a socket of the address may close any time; no use asking sooner
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(self.retry_seconds,
+                         f"too many open sockets from this address (at most {limit})")
+
+
 class DatabaseUnavailable(RealtimeError):
     code = "DATABASE_UNAVAILABLE"
     status = 503

@@ -5,9 +5,11 @@ The table in docs/configuration.md documents each variable; keep the two in step
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # REALTIME_POOL: which connection pool the server uses (realtime/db/connect.py opens it).
 POOL_IMPLEMENTATIONS = ("ours", "asyncpg")
@@ -42,6 +44,31 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: s
     return raw
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def jwks_url_problem(url: str) -> str | None:
+    """Why REALTIME_JWKS_URL cannot be used, or None. The keys it serves decide who is an
+    admin: fetched in clear, anyone on the path could replace them and sign their own tokens,
+    so only https is accepted, except on a loopback host (a provider or a TLS-terminating
+    sidecar on the same machine: the keys never cross a network)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host and _is_loopback(host):
+        return None
+    return (f"REALTIME_JWKS_URL must be an https:// URL (http:// only on a loopback host such "
+            f"as 127.0.0.1 or localhost): keys fetched in clear can be replaced by anyone on "
+            f"the path; got {url!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -72,8 +99,18 @@ class Settings:
     ws_max_subscriptions: int = 100
     ws_messages_per_second: float = 50.0
     ws_ping_interval: float = 20.0
+    # Open /ws sockets and /sse streams together per client address in this process; 0: no
+    # cap (the default: see docs/configuration.md for why).
+    max_sockets_per_address: int = 0
     insecure: bool = False
     webhooks_allow_private: bool = False
+
+    def __post_init__(self) -> None:
+        # Here rather than in from_env, so that an app built from Settings(...) is held to it.
+        if self.jwks_url is not None and (problem := jwks_url_problem(self.jwks_url)):
+            raise ValueError(problem)
+        if self.max_sockets_per_address < 0:
+            raise ValueError("REALTIME_MAX_SOCKETS_PER_ADDRESS must be 0 (no cap) or more")
 
     @property
     def auth_enabled(self) -> bool:
@@ -81,7 +118,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        e = dict(os.environ if env is None else env)
+        try:
+            return cls._from_env(dict(os.environ if env is None else env))
+        except ValueError as exc:  # a value __post_init__ refuses: stop, naming the variable
+            raise SystemExit(str(exc)) from None
+
+    @classmethod
+    def _from_env(cls, e: dict[str, str]) -> Settings:
         origins = tuple(o.strip().rstrip("/") for o in e.get("REALTIME_ALLOWED_ORIGINS", "").split(",") if o.strip())
         return cls(
             database_url=e.get("DATABASE_URL") or None,
@@ -109,6 +152,7 @@ class Settings:
             ws_max_subscriptions=_int(e, "REALTIME_WS_MAX_SUBSCRIPTIONS", 100),
             ws_messages_per_second=_float(e, "REALTIME_WS_RATE", 50.0),
             ws_ping_interval=_float(e, "REALTIME_WS_PING_INTERVAL", 20.0),
+            max_sockets_per_address=_int(e, "REALTIME_MAX_SOCKETS_PER_ADDRESS", 0),
             insecure=e.get("REALTIME_INSECURE", "") in ("1", "true", "yes"),
             webhooks_allow_private=e.get("REALTIME_WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         )

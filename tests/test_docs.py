@@ -201,12 +201,13 @@ def test_configuration_table_lists_every_variable_with_its_default():
     base = Settings.from_env({})
     for name, documented in table.items():
         # The field a variable sets is the one that changes when the variable is set.
-        probe = {"REALTIME_ALLOWED_ORIGINS": "https://a.example", "REALTIME_POOL": "asyncpg"
-                 }.get(name, "1")
+        probe = {"REALTIME_ALLOWED_ORIGINS": "https://a.example", "REALTIME_POOL": "asyncpg",
+                 "REALTIME_JWKS_URL": "https://id.example/jwks.json"}.get(name, "1")
         changed = [f for f, v in vars(Settings.from_env({name: probe})).items() if v != vars(base)[f]]
         assert len(changed) == 1, (name, changed)
         default = vars(base)[changed[0]]
-        if default in (None, False, ()):
+        # By identity: a default of 0 (a number the table shows) equals False.
+        if default is None or default is False or default == ():
             assert documented in ("unset", "the server's own origin"), (name, documented)
         elif isinstance(default, Path):
             assert Path(documented) == default, (name, documented, default)

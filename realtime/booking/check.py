@@ -106,6 +106,13 @@ CHECKS = [
              WHERE m.version = 4 AND v.created_at >= m.applied_at
                AND NOT EXISTS (SELECT 1 FROM rt_audit a WHERE a.action = 'create_service'
                                AND a.detail->>'service_id' = v.id::text)"""),
+    # Endpoints older than migration 0006 predate the audit of webhook changes.
+    Check("audit-webhooks", "every webhook endpoint since their audit has its audit row",
+          """SELECT w.id::text, 'webhook endpoint without its create_webhook audit row'
+             FROM rt_webhooks w, rt_schema_migrations m
+             WHERE m.version = 6 AND w.created_at >= m.applied_at
+               AND NOT EXISTS (SELECT 1 FROM rt_audit a WHERE a.action = 'create_webhook'
+                               AND a.detail->>'webhook_id' = w.id::text)"""),
     Check("audit-attribution", "every audit row since the audit trail names its actor and request",
           """SELECT a.id::text, format('%s: actor=%s request_id=%s', a.action,
                                       coalesce(a.actor, 'NULL'), coalesce(a.request_id, 'NULL'))

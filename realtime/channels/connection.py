@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from realtime import logs
 from realtime.access import Access, Caller
 from realtime.channels import gcwatch, metrics
+from realtime.channels.peraddress import AddressCap
 from realtime.channels.protocol import (
     MAX_FRAME_BYTES,
     ClientMessage,
@@ -36,6 +37,7 @@ from realtime.errors import (
     CLOSE_TOO_BIG,
     BadMessage,
     RateLimited,
+    TooManySockets,
     Unauthorized,
 )
 from realtime.settings import Settings
@@ -48,6 +50,7 @@ class Host(Protocol):
     settings: Settings
     access: Access
     closing: bool
+    sockets: AddressCap
 
     def opened(self, conn: Connection) -> None: ...
 
@@ -150,41 +153,54 @@ class Connection:
         Nothing of a message outlives its handling (`_on`): an idle socket's frame holds no
         message, parsed or raw. And at the end its subscriber forgets it (`Subscriber.detach`),
         so that reference counting frees the closed socket at once."""
+        # Counted from the upgrade request on, so that sockets still in their handshake count.
+        counted = self.host.sockets.take(self.scope, "ws")
         try:
-            if not await self._open(receive):
-                return
-        except OSError:
-            return  # the peer went away mid-handshake: nothing left to tell it
-        self.host.opened(self)
-        gcwatch.opened()
-        metrics.CONNECTIONS.inc()
-        try:
-            while await self._on(await receive()):
-                pass
-        except OSError:
-            pass  # the peer went away mid-close
+            try:
+                if not await self._open(receive, counted):
+                    return
+            except OSError:
+                return  # the peer went away mid-handshake: nothing left to tell it
+            self.host.opened(self)
+            gcwatch.opened()
+            metrics.CONNECTIONS.inc()
+            try:
+                while await self._on(await receive()):
+                    pass
+            except OSError:
+                pass  # the peer went away mid-close
+            finally:
+                self._finished = True
+                gcwatch.closed(self)
+                self.host.closed(self)
+                if self._closed_waiter is not None and not self._closed_waiter.done():
+                    self._closed_waiter.set_result(None)
+                metrics.CONNECTIONS.dec()
+                writer = self._writer
+                if writer is not None and not writer.done():
+                    writer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await writer
         finally:
-            self._finished = True
-            gcwatch.closed(self)
-            self.host.closed(self)
-            if self._closed_waiter is not None and not self._closed_waiter.done():
-                self._closed_waiter.set_result(None)
-            metrics.CONNECTIONS.dec()
-            writer = self._writer
-            if writer is not None and not writer.done():
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writer
+            # Refused sockets too (over the cap, a foreign origin, a bad token): a flood of
+            # them must not leave a flood of cycles for the collector.
             self.sub.detach()
+            if counted:
+                self.host.sockets.give(self.scope)
 
-    async def _open(self, receive: Receive) -> bool:
-        """Accept the socket, then check it: False if it was closed instead."""
+    async def _open(self, receive: Receive, counted: bool) -> bool:
+        """Accept the socket, then check it: False if it was closed instead. `counted`: its
+        address had a place left (`AddressCap.take`)."""
         message = await receive()
         if message["type"] != "websocket.connect":
             return False
         await self._send({"type": "websocket.accept"})
         if self.host.closing:
             await self._close(CLOSE_GOING_AWAY, "server is shutting down")
+            return False
+        if not counted:
+            refused = TooManySockets(self.host.sockets.limit)
+            await self._close(refused.close_code, refused.message)
             return False
         if not self._origin_allowed():
             await self._close(CLOSE_POLICY, "origin not allowed")

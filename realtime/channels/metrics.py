@@ -34,3 +34,9 @@ GC_PAUSE_MAX = Gauge("realtime_gc_pause_max_seconds", "Longest garbage collector
 GC_FROZEN = Gauge("realtime_gc_frozen_objects",
                   "Objects kept out of collections (gc.freeze), as of start-up or the last thaw")
 GC_THAWS = Counter("realtime_gc_thaws_total", "Times frozen objects were thawed and collected")
+SOCKETS_REFUSED = Counter(
+    "realtime_sockets_refused_total",
+    "WebSockets and SSE streams refused because their client address already had "
+    "REALTIME_MAX_SOCKETS_PER_ADDRESS open in this process, by door (ws, sse)",
+    ["door"],
+)

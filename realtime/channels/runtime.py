@@ -26,6 +26,7 @@ from realtime.channels import gcwatch, metrics, sse
 from realtime.channels.connection import Connection
 from realtime.channels.handoff import close_paced
 from realtime.channels.hub import Hub
+from realtime.channels.peraddress import AddressCap
 from realtime.channels.protocol import ClientMessage
 from realtime.channels.session import Session
 from realtime.channels.subscriber import Subscriber
@@ -68,6 +69,8 @@ class ChannelRuntime:
         self.session = Session(settings, self.access, self.hub, EventLog(pool), booking,
                                self.listener.sequence_now, self.listener.recent)
         self.connections: set[Connection] = set()
+        # Open /ws sockets and /sse streams per client address (both doors count here).
+        self.sockets = AddressCap(settings.max_sockets_per_address)
         self.closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._drained: asyncio.Task[None] | None = None

@@ -33,6 +33,7 @@ from msgspec import UNSET
 
 from realtime.access import Access
 from realtime.channels import metrics
+from realtime.channels.peraddress import AddressCap
 from realtime.channels.session import Session
 from realtime.channels.ssewire import PING_FRAME, writer_for
 from realtime.channels.subscriber import Subscriber
@@ -43,6 +44,7 @@ from realtime.errors import (
     MethodNotAllowed,
     NotReady,
     RealtimeError,
+    TooManySockets,
     ValidationError,
 )
 from realtime.schema import decode, http
@@ -69,6 +71,7 @@ class Host(Protocol):
     access: Access
     session: Session
     closing: bool
+    sockets: AddressCap
 
     def opened(self, conn: Any) -> None: ...
 
@@ -80,12 +83,25 @@ async def serve(host: Host, scope: dict[str, Any], receive: Receive, send: Send)
     the stream starts, or the stream."""
     try:
         channels, query = _request(host, scope)
-        stream = SseStream(host, scope, send)
-        await stream.start(channels, query)
     except RealtimeError as exc:
         await _answer_error(send, exc)
         return
-    await stream.run(receive)
+    # Counted before the token check and the joins (which wait), as /ws counts its handshake.
+    if not host.sockets.take(scope, "sse"):
+        await _answer_error(send, TooManySockets(host.sockets.limit))
+        return
+    try:
+        stream = SseStream(host, scope, send)
+        try:
+            await stream.start(channels, query)
+        except RealtimeError as exc:
+            # Never opened: cut its cycle with its subscriber (subscriber.py, `detach`).
+            stream.sub.detach()
+            await _answer_error(send, exc)
+            return
+        await stream.run(receive)
+    finally:
+        host.sockets.give(scope)
 
 
 def _request(host: Host, scope: dict[str, Any]) -> tuple[list[Channel], http.StreamQuery]:

@@ -1,4 +1,7 @@
-"""The admin routes of webhooks: register, list, delete an endpoint, and read its deliveries."""
+"""The admin routes of webhooks: register, list, delete an endpoint, and read its deliveries.
+
+Registering and deleting are on the audit trail (migration 0006), naming the admin and the
+request, as every change of vendors, services and slots is."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime import errors
+from realtime.booking.service import audited
 from realtime.http.responses import JSONResponse, read_body
-from realtime.http.routes import path_id, rate_limit, require_admin
+from realtime.http.routes import admin, path_id, rate_limit, require_admin
 from realtime.schema import decode, webhooks
 from realtime.schema.operations import Link, operation
 from realtime.webhooks.store import WebhookStore
@@ -34,7 +38,7 @@ def _store(request: Request) -> WebhookStore:
                   "DeleteWebhook": Link("deleteWebhook", {"id": "$response.body#/id"})})
 async def create_webhook(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = audited(await admin(request))  # the audit row's actor and request id (0006)
     body = await read_body(request, _CREATE)
     check_url(body.url)
     try:
@@ -44,7 +48,7 @@ async def create_webhook(request: Request) -> Response:
     types = list(webhooks.EVENT_TYPES) if body.events is UNSET else [
         t for t in webhooks.EVENT_TYPES if t in body.events]
     vendor_id = None if body.vendor_id is UNSET else body.vendor_id
-    created = await _store(request).create(body.url, types, vendor_id)
+    created = await _store(request).create(body.url, types, vendor_id, who)
     request.app.state.dispatcher.endpoints_changed()
     return JSONResponse(created, status_code=201)
 
@@ -61,9 +65,9 @@ async def list_webhooks(request: Request) -> Response:
            rate_limited=True)
 async def delete_webhook(request: Request) -> Response:
     await rate_limit(request)
-    await require_admin(request)
+    who = audited(await admin(request))
     webhook_id = path_id(request, errors.WebhookNotFound)
-    await _store(request).delete(webhook_id)
+    await _store(request).delete(webhook_id, who)
     return JSONResponse({"id": webhook_id})
 
 

@@ -16,6 +16,10 @@ PUBLIC_COLUMNS = """id::text, url, events, vendor_id::text, created_at, status, 
     attempts, next_attempt_at, last_status_code"""
 DELIVERIES_SHOWN = 100
 DELIVERIES_KEPT = 1000  # per endpoint, newest; older rows are pruned
+# Who changes an endpoint and in which request, for the audit row its trigger writes (0006):
+# transaction-local settings, read by rt_audit's column defaults as 0004's overloads set them.
+SET_WHO = """SELECT set_config('realtime.actor', left($1::text, 200), true),
+                    set_config('realtime.request_id', left($2::text, 200), true)"""
 
 
 def _public(row: Any) -> dict[str, Any]:
@@ -37,15 +41,23 @@ class WebhookStore:
 
     # -- admin ------------------------------------------------------------------------------
 
-    async def create(self, url: str, types: list[str], vendor_id: str | None) -> dict[str, Any]:
-        """A new endpoint; it receives the events committed after this call."""
+    async def create(self, url: str, types: list[str], vendor_id: str | None,
+                     who: tuple[str, str]) -> dict[str, Any]:
+        """A new endpoint; it receives the events committed after this call. `who`: (actor,
+        request id) for its audit row (migration 0006)."""
         secret = new_secret()
-        row = await retrying(lambda: self.pool.fetchrow(
-            f"""INSERT INTO rt_webhooks (url, events, vendor_id, secret, cursor)
-                SELECT $1, $2, $3::uuid, $4, q.last_pos FROM rt_sequencer q
-                WHERE q.id = 1 AND ($3::uuid IS NULL OR EXISTS (
-                    SELECT 1 FROM rt_vendors v WHERE v.id = $3::uuid))
-                RETURNING {PUBLIC_COLUMNS}""", url, types, vendor_id, secret))
+
+        async def op() -> Any:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(SET_WHO, *who)
+                return await conn.fetchrow(
+                    f"""INSERT INTO rt_webhooks (url, events, vendor_id, secret, cursor)
+                        SELECT $1, $2, $3::uuid, $4, q.last_pos FROM rt_sequencer q
+                        WHERE q.id = 1 AND ($3::uuid IS NULL OR EXISTS (
+                            SELECT 1 FROM rt_vendors v WHERE v.id = $3::uuid))
+                        RETURNING {PUBLIC_COLUMNS}""", url, types, vendor_id, secret)
+
+        row = await retrying(op)
         if row is None:
             raise errors.ValidationError("vendor_id", "names no vendor")
         body = _public(row)
@@ -58,10 +70,14 @@ class WebhookStore:
             f"SELECT {PUBLIC_COLUMNS} FROM rt_webhooks ORDER BY created_at, id"))
         return [_public(r) for r in rows]
 
-    async def delete(self, webhook_id: str) -> None:
-        done = await retrying(lambda: self.pool.fetchval(
-            "DELETE FROM rt_webhooks WHERE id = $1 RETURNING id", webhook_id))
-        if done is None:
+    async def delete(self, webhook_id: str, who: tuple[str, str]) -> None:
+        async def op() -> Any:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(SET_WHO, *who)
+                return await conn.fetchval(
+                    "DELETE FROM rt_webhooks WHERE id = $1 RETURNING id", webhook_id)
+
+        if await retrying(op) is None:
             raise errors.WebhookNotFound()
 
     async def deliveries(self, webhook_id: str) -> list[dict[str, Any]]:

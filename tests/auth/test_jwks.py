@@ -7,14 +7,19 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import jwt
+import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 
+from realtime.settings import Settings
 from tests.auth.jwks_server import JwksServer, Key, claims
 from tests.channels.conftest import Live, World, client, start_live, stop_live
 
@@ -178,3 +183,27 @@ async def test_roles_come_from_the_configured_claim(database_url: str) -> None:
         jwks.stop()
     assert made.status_code == 201
     assert [r.status_code for r in refused] == [403, 403]
+
+
+def test_a_jwks_url_in_clear_off_loopback_stops_the_server_at_start(tmp_path) -> None:
+    """`realtime serve` with an http:// REALTIME_JWKS_URL on a network host exits 1 before
+    anything starts, naming the variable; https, and http on loopback hosts, are accepted."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(REALTIME_JWKS_URL="http://id.example/.well-known/jwks.json",
+               REALTIME_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "-m", "realtime", "serve", "--port", "0"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "REALTIME_JWKS_URL must be an https:// URL" in result.stderr
+    assert "http://id.example/.well-known/jwks.json" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before any embedded PostgreSQL
+    for refused in ("http://10.0.0.5/jwks.json", "http://127.0.0.1.nip.io/jwks.json",
+                    "ftp://127.0.0.1/jwks.json", "https:///jwks.json", "id.example/jwks.json"):
+        with pytest.raises(SystemExit, match="REALTIME_JWKS_URL"):
+            Settings.from_env({"REALTIME_JWKS_URL": refused})
+        with pytest.raises(ValueError, match="REALTIME_JWKS_URL"):
+            Settings(jwks_url=refused)  # an app built without the environment is held to it too
+    for accepted in ("https://id.example/.well-known/jwks.json", "HTTPS://ID.EXAMPLE/jwks",
+                     "http://127.0.0.1:8080/jwks.json", "http://127.8.9.10/jwks.json",
+                     "http://localhost/jwks.json", "http://[::1]:9000/jwks.json"):
+        assert Settings.from_env({"REALTIME_JWKS_URL": accepted}).jwks_url == accepted

@@ -214,7 +214,7 @@ async def test_migration_0004_goes_down_and_up_keeping_the_trail_rows(admin_dsn)
         try:
             vendor = await conn.fetchval("SELECT rt_create_vendor('V', 'boss', 'r1')->>'id'")
             before = await conn.fetchval("SELECT count(*) FROM rt_audit")
-            # 0004 and whatever came after it, newest first (later migrations do not touch the trail)
+            # 0004 and whatever came after it, newest first (0006 adds webhook rows; none are made here)
             names = [f"{m.version:04d}_{m.name}" for m in available() if m.version >= 4]
             downs = await migrate(dsn, down=len(names), echo=lambda _: None)
             assert downs == [f"down {n}" for n in reversed(names)]

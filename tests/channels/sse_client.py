@@ -81,11 +81,14 @@ class SseReader:
 
 @contextlib.asynccontextmanager
 async def sse(port: int, query: str, headers: dict[str, str] | None = None,
-              rcvbuf: int | None = None) -> AsyncIterator[SseReader]:
-    """GET /sse?{query} on 127.0.0.1:port with the given headers."""
+              rcvbuf: int | None = None, source: str | None = None) -> AsyncIterator[SseReader]:
+    """GET /sse?{query} on 127.0.0.1:port with the given headers (from the loopback address
+    `source` when given, e.g. 127.0.0.2: another client address)."""
     import socket
 
     sock = socket.socket()
+    if source is not None:
+        sock.bind((source, 0))
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)

@@ -140,3 +140,32 @@ async def test_closed_event_streams_are_freed_without_a_collection(
         assert after["SseStream"] == 0 and after["Subscriber"] == OPEN
     finally:
         await stop_live(live)
+
+
+async def test_refused_sockets_and_streams_are_freed_without_a_collection(
+        database_url: str, world: World, collector_out_of_the_way: None) -> None:
+    """Sockets and streams refused at once (over REALTIME_MAX_SOCKETS_PER_ADDRESS, here held
+    by the 3 open subscribers, or from a foreign origin) leave nothing for a collection: a
+    flood of them costs no memory once they are gone."""
+    live = await start_live(database_url, max_sockets_per_address=OPEN)
+    channel = f"service:{world.services[0]}"
+
+    async def cycle() -> None:
+        async with client(live.ws_url) as c:
+            assert await c.closed() == 1013
+        async with sse(live.port, f"channel={channel}") as stream:
+            assert stream.status == 429
+
+    async def foreign() -> None:  # from another address, which has places left
+        async with client(live.ws_url, origin="http://evil.example",
+                          local_addr=("127.0.0.2", 0)) as c:
+            assert await c.closed() == 1008
+
+    try:
+        for refused in (cycle, foreign):
+            before, after = await counted_around(live, channel, refused, 60)
+            # The difference only: objects that earlier tests' servers left frozen may be
+            # counted on both sides.
+            assert after == before, after - before
+    finally:
+        await stop_live(live)

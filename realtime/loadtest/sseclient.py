@@ -14,8 +14,6 @@ holds either kind alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 from .stream import Stream
@@ -27,23 +25,13 @@ _MAX_CHUNK_LINE = 64  # hex digits and extensions: anything longer is not HTTP
 class SseSubscriber(Stream):
     """One SSE stream of one channel. Event data go to `on_message(sub, payload)`."""
 
-    def __init__(
-        self,
-        *,
-        channel: str,
-        host: str,
-        path: str,
-        on_message: Callable[[Any, bytes], None],
-        on_lost: Callable[[Any, Exception | None], None],
-    ) -> None:
-        super().__init__(channel=channel, host=host, path=path, on_message=on_message,
-                         on_lost=on_lost)
-        self.head = b""  # the response head until it is complete
-        self.buf = b""  # undecoded body bytes (an incomplete chunk)
-        self.text = b""  # decoded body bytes not yet a whole event
-        self.chunked = True
-        self._last_id: bytes | None = None
-        self.events = 0  # events with data, of every type
+    # Immutable starting values, so no __init__ of its own: a stream sets its own on change.
+    head = b""  # the response head until it is complete
+    buf = b""  # undecoded body bytes (an incomplete chunk)
+    text = b""  # decoded body bytes not yet a whole event
+    chunked = True
+    _last_id: bytes | None = None
+    events = 0  # events with data, of every type
 
     def request(self) -> bytes:
         sep = "&" if "?" in self.path else "?"

@@ -1,4 +1,5 @@
-"""The command line: the two-command quickstart on the embedded PostgreSQL, and --help."""
+"""The command line: the two-command quickstart on the embedded PostgreSQL, --help, and the
+port a server binds (port 0, or a known one taken meanwhile)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import pytest
 
-from tests.support.server import port_from_log
+from tests.support.server import ServerProcess, listening_port, port_from_log
 from tests.support.tls import self_signed
 
 
@@ -197,3 +199,35 @@ def test_serve_raises_the_soft_limit_on_open_files_to_the_hard_one():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     raised = hard if hard != resource.RLIM_INFINITY else 1 << 20
     assert out.split("\n")[0] == f"(256, {raised}) ({raised}, {raised}) ({raised}, {hard})"
+
+
+def test_a_known_port_taken_meanwhile_is_tried_again(database_url, tmp_path):
+    """ServerProcess on a port it was given (as for a restart) that another process holds:
+    `realtime serve` exits 1 naming it, and the helper starts it again until the port is
+    free, then serves there; a start on port 0 learns its port from the listening line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(database_url, port=port, log_dir=tmp_path)
+        starting = threading.Thread(target=server.start, kwargs={"timeout": 60})
+        starting.start()
+        deadline = time.monotonic() + 30
+        while server.log().count("already in use") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = server.log().count("already in use")
+    starting.join(60)
+    try:
+        assert refused >= 2, server.log()
+        assert not starting.is_alive() and server.proc is not None, server.log()
+        assert server.port == port
+        assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    fresh = ServerProcess(database_url, log_dir=tmp_path).start()
+    try:
+        assert fresh.port not in (0, port)
+        assert listening_port(fresh.log()) == fresh.port
+        assert httpx.get(fresh.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        fresh.stop()

@@ -222,8 +222,8 @@ def _serve(args: argparse.Namespace, settings: Settings, sock: socket.socket) ->
         # uvicorn re-raises the SIGTERM it captured once it has shut down; with the default
         # handler that would kill us before the embedded PostgreSQL is stopped below.
         signal.signal(signal.SIGTERM, lambda *_: None)
-        # Our socket, not uvicorn's: uvicorn would bind its own (and, for one process, name
-        # the port only in a line of its own wording).
+        # The socket bound above, handed to uvicorn (which would otherwise bind its own only
+        # now, after the database work, and log no port of ours for --workers N).
         listen(sock, config.backlog, tls=config.is_ssl, workers=args.workers)
         if args.workers > 1:
             from uvicorn.supervisors import Multiprocess

@@ -70,21 +70,43 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _cannot_bind(host: str, port: int) -> str | None:
-    """Why uvicorn would fail to bind (host, port), or None. Port 0 always binds."""
-    if port == 0:
-        return None
-    # The same family and option as uvicorn's bind, so that a port in TIME_WAIT counts as free.
+class CannotListen(Exception):
+    """The host and port cannot be bound; the message says why, in words."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not yet listening: held from the start so that
+    nothing can take the port while PostgreSQL starts and migrations run, and so that
+    `--port 0` knows its port before serving. The family and option are uvicorn's own, so
+    that a port in TIME_WAIT counts as free."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         if exc.errno == errno.EADDRINUSE:
-            return "the address is already in use (pass another --port, or stop what listens there)"
-        return exc.strerror or str(exc)
-    return None
+            raise CannotListen("the address is already in use (pass another --port, or stop "
+                               "what listens there)") from exc
+        raise CannotListen(exc.strerror or str(exc)) from exc
+    return sock
+
+
+def listen(sock: socket.socket, backlog: int, *, tls: bool, workers: int) -> str:
+    """Start accepting on `sock` and log the address it is bound to (with the port the kernel
+    chose for `--port 0`); the URL. Connections made before the app is up wait in the
+    backlog rather than being refused."""
+    sock.listen(backlog)
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if tls else 'http'}://{_host_port(host, port)}"
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "listening on %s", (url,),
+                            None, extra={"event": "listening", "url": url, "host": host,
+                                         "port": port, "tls": tls, "workers": workers})
+    # handle(), not info(): written at every LOG_LEVEL, since the address is what anyone
+    # starting a server on port 0 (tests, supervisors) has to read.
+    log.handle(record)
+    return url
 
 
 def tls_problem(certfile: str | None, keyfile: str | None) -> str | None:
@@ -139,10 +161,6 @@ def _ws_protocol() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from realtime.db.migrate import migrate
-
     problem = tls_problem(args.ssl_certfile, args.ssl_keyfile)
     if problem is not None:
         print(f"realtime serve: {problem}", file=sys.stderr)
@@ -150,18 +168,30 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host
     insecure = args.insecure or settings.insecure
     off = "auth is off (neither REALTIME_JWT_SECRET nor REALTIME_JWKS_URL is set)"
-    if not settings.auth_enabled and not insecure and not _is_loopback(host):
+    exposed = not settings.auth_enabled and (insecure or _is_loopback(host))
+    if not settings.auth_enabled and not exposed:
         log.warning("%s: binding to 127.0.0.1 instead of %s; pass --insecure to expose an "
                     "unauthenticated server", off, host)
         host = "127.0.0.1"
-    elif not settings.auth_enabled:
-        log.warning("%s: anyone who can reach %s:%s can book and administer", off, host, args.port)
     # Before any data directory, PostgreSQL or migration: a taken port should cost nothing.
-    problem = _cannot_bind(host, args.port)
-    if problem:
-        print(f"realtime serve: cannot listen on {_host_port(host, args.port)}: {problem}",
+    try:
+        sock = bind(host, args.port)
+    except CannotListen as exc:
+        print(f"realtime serve: cannot listen on {_host_port(host, args.port)}: {exc}",
               file=sys.stderr)
         return 1
+    if exposed:  # after binding, to name the port the kernel chose for --port 0
+        log.warning("%s: anyone who can reach %s can book and administer", off,
+                    _host_port(host, sock.getsockname()[1]))
+    with sock:
+        return _serve(args, settings, sock)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, sock: socket.socket) -> int:
+    import uvicorn
+
+    from realtime.db.migrate import migrate
+
     before, after = raise_open_files()
     if after != before:
         log.info("open files: soft limit raised from %d to %d", before, after)
@@ -171,7 +201,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.demo:
             asyncio.run(_seed(dsn, settings.pool_implementation))
         config = uvicorn.Config(
-            "realtime.app:create_app", factory=True, host=host, port=args.port,
+            "realtime.app:create_app", factory=True, host=sock.getsockname()[0],
+            port=sock.getsockname()[1],
             workers=args.workers, log_config=None, log_level=settings.log_level,
             # Compression costs ~36 KiB per socket and most of the fan-out rate
             # (docs/design-notes.md), and its frames differ per socket, so the direct frame
@@ -191,16 +222,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # uvicorn re-raises the SIGTERM it captured once it has shut down; with the default
         # handler that would kill us before the embedded PostgreSQL is stopped below.
         signal.signal(signal.SIGTERM, lambda *_: None)
+        # The socket bound above, handed to uvicorn (which would otherwise bind its own only
+        # now, after the database work, and log no port of ours for --workers N).
+        listen(sock, config.backlog, tls=config.is_ssl, workers=args.workers)
         if args.workers > 1:
             from uvicorn.supervisors import Multiprocess
 
-            sock = config.bind_socket()
             from realtime.workers import directory_for_workers
 
+            # As uvicorn's own bind does for its workers; only now, so that the embedded
+            # PostgreSQL started above could not have inherited it.
+            sock.set_inheritable(True)
             with directory_for_workers(args.workers):
                 Multiprocess(config, sockets=[sock]).run()
         else:
-            server.run()
+            server.run(sockets=[sock])
     return 0
 
 
@@ -258,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "pending migrations first.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000") or 8000),
-                       help="port to bind (default $PORT or 8000; 0 picks a free one)")
+                       help="port to bind (default $PORT or 8000); 0 lets the kernel pick a free "
+                            "one, which the log line {\"event\": \"listening\", \"port\": "
+                            "N, ...} names")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes sharing the port (default 1)")
     serve.add_argument("--demo", action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -121,15 +122,26 @@ async def _fail_on_loop_errors() -> AsyncIterator[None]:
         pytest.fail(f"unhandled event-loop exceptions: {[c.get('message') for c in seen]}")
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A REALTIME_DATA_DIR outside pytest's temporary tree: the embedded PostgreSQL runs as
+    another user, which needs a path it may traverse, and a pytest session starting meanwhile
+    (another checkout's, on a shared machine) takes that right away from pytest's tree."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="rt-data-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory) -> Iterator[str]:
     """A Redis: the machine's on 127.0.0.1:6379, else one started here; skipped (failed in
     CI) when neither is possible."""
     import shutil
-    import subprocess
-    import time
 
-    from tests.support.server import free_port
+    from tests.support.server import free_port, start_redis
     from tests.support.server import redis_answers as answers
 
     if answers(6379):
@@ -141,12 +153,7 @@ def redis_server_url(tmp_path_factory) -> Iterator[str]:
             pytest.fail("CI: no Redis on 127.0.0.1:6379 and no redis-server to start")
         pytest.skip("no Redis on 127.0.0.1:6379 and redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not answers(port) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_redis(binary, port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)

@@ -1,45 +1,52 @@
-"""The command line: the two-command quickstart on the embedded PostgreSQL, and --help."""
+"""The command line: the two-command quickstart on the embedded PostgreSQL, --help, and the
+port a server binds (port 0, or a known one taken meanwhile)."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
+import pytest
 
-from tests.support.server import free_port
+from tests.support.server import ServerProcess, listening_port, port_from_log
+from tests.support.tls import self_signed
 
 
-def test_serve_demo_on_embedded_postgres_and_stop_cleanly(tmp_path):
+def test_serve_demo_on_embedded_postgres_and_stop_cleanly(tmp_path, data_dir):
     """Without DATABASE_URL: embedded PostgreSQL, migrations, demo data; SIGTERM stops both."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env["REALTIME_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--demo", "--port",
-                             str(port), "--host", "0.0.0.0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env["REALTIME_DATA_DIR"] = str(data_dir)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--demo", "--port",
+                                 "0", "--host", "0.0.0.0"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
+        base = f"http://127.0.0.1:{port_from_log(proc, log)}"
         started = time.monotonic()
         while time.monotonic() - started < 30:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        demo = httpx.get(f"http://127.0.0.1:{port}/api/demo").json()
-        vendor = httpx.get(f"http://127.0.0.1:{port}/api/vendors/{demo['vendor_id']}").json()
-        availability = httpx.get(
-            f"http://127.0.0.1:{port}/api/vendors/{demo['vendor_id']}/availability").json()
-        pidfile = tmp_path / "data" / "pgdata" / "postmaster.pid"
+        demo = httpx.get(f"{base}/api/demo").json()
+        vendor = httpx.get(f"{base}/api/vendors/{demo['vendor_id']}").json()
+        availability = httpx.get(f"{base}/api/vendors/{demo['vendor_id']}/availability").json()
+        pidfile = data_dir / "pgdata" / "postmaster.pid"
         assert pidfile.exists()
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=20)[0].decode()
+        proc.wait(20)
+    output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert sorted(s["exclusive"] for s in vendor["services"]) == [False, False, True]
     capacities = {s["capacity"] for s in availability["slots"]}
@@ -90,41 +97,62 @@ def test_serve_on_a_taken_port_fails_fast_and_creates_nothing(tmp_path):
     assert elapsed < 10
 
 
-def test_serve_on_port_zero_picks_a_free_port(database_url):
-    """`--port 0` still works: the server binds a free port, says which, and answers there."""
-    env = {**os.environ, "DATABASE_URL": database_url}
+@pytest.mark.parametrize("mode", ["one process", "--workers 2", "tls"])
+def test_serve_on_port_zero_says_the_port_it_bound(database_url, tmp_path, mode):
+    """`--port 0`: the kernel picks the port and one JSON line names it, even at
+    LOG_LEVEL=warning, with one process, with --workers 2 (bound in the parent) and with TLS
+    (an https URL); the server answers on that port, and SIGTERM stops it cleanly."""
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
     env.pop("REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [sys.executable, "-m", "realtime", "serve", "--port", "0"]
+    verify: ssl.SSLContext | bool = True
+    if mode == "--workers 2":
+        args += ["--workers", "2"]
+    if mode == "tls":
+        cert, key = self_signed(tmp_path)
+        args += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+        verify = ssl.create_default_context(cafile=str(cert))
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        assert proc.stdout is not None
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else None
-        assert port, "no 'running on' line"
+        port = port_from_log(proc, log, within=30)
+        lines = [json.loads(line) for line in log.read_text().splitlines()
+                 if '"listening"' in line]
+        scheme = "https" if mode == "tls" else "http"
         assert port != 0
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert len(lines) == 1, lines
+        assert lines[0]["url"] == f"{scheme}://127.0.0.1:{port}"
+        assert (lines[0]["host"], lines[0]["tls"]) == ("127.0.0.1", mode == "tls")
+        assert lines[0]["workers"] == (2 if mode == "--workers 2" else 1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status = httpx.get(f"{scheme}://127.0.0.1:{port}/readyz", timeout=2,
+                                   verify=verify).status_code
+            except httpx.HTTPError:
+                status = 0
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200, log.read_text()[-3000:]
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    assert proc.returncode == 0
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()[-3000:]
 
 
-def test_check_attaches_to_the_embedded_postgres_of_a_running_server(tmp_path):
+def test_check_attaches_to_the_embedded_postgres_of_a_running_server(tmp_path, data_dir):
     """`check` beside a `serve` on the embedded PostgreSQL says it attaches, and leaves it up."""
-    port = free_port()
     env = _without_database(tmp_path)
+    env["REALTIME_DATA_DIR"] = str(data_dir)
     serve_log = tmp_path / "serve.log"
     with open(serve_log, "wb") as out:
         serve = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--demo", "--port",
-                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    pidfile = tmp_path / "data" / "pgdata" / "postmaster.pid"
+                                  "0"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    pidfile = data_dir / "pgdata" / "postmaster.pid"
     try:
+        port = port_from_log(serve, serve_log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -171,3 +199,35 @@ def test_serve_raises_the_soft_limit_on_open_files_to_the_hard_one():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     raised = hard if hard != resource.RLIM_INFINITY else 1 << 20
     assert out.split("\n")[0] == f"(256, {raised}) ({raised}, {raised}) ({raised}, {hard})"
+
+
+def test_a_known_port_taken_meanwhile_is_tried_again(database_url, tmp_path):
+    """ServerProcess on a port it was given (as for a restart) that another process holds:
+    `realtime serve` exits 1 naming it, and the helper starts it again until the port is
+    free, then serves there; a start on port 0 learns its port from the listening line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(database_url, port=port, log_dir=tmp_path)
+        starting = threading.Thread(target=server.start, kwargs={"timeout": 60})
+        starting.start()
+        deadline = time.monotonic() + 30
+        while server.log().count("already in use") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = server.log().count("already in use")
+    starting.join(60)
+    try:
+        assert refused >= 2, server.log()
+        assert not starting.is_alive() and server.proc is not None, server.log()
+        assert server.port == port
+        assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    fresh = ServerProcess(database_url, log_dir=tmp_path).start()
+    try:
+        assert fresh.port not in (0, port)
+        assert listening_port(fresh.log()) == fresh.port
+        assert httpx.get(fresh.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        fresh.stop()

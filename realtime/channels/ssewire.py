@@ -19,7 +19,6 @@ so the server's own state (response complete, keep-alive) stays its own.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +30,9 @@ from realtime.channels.writer import (
     WRITE_CHUNK,
     FrameWriter,
     JoinedBatches,
+    SendWriter,
     Sent,
+    TransportWriter,
     plain_socket,
     report,
     server_protocol,
@@ -97,17 +98,10 @@ def chunk_for(frame: bytes) -> bytes:
 _chunks = JoinedBatches(chunk_for)
 
 
-class AsgiChunkWriter(FrameWriter):
+class AsgiChunkWriter(SendWriter):
     """A stream's events through the ASGI `send` the app was given, a batch per message."""
 
-    __slots__ = ("_send",)
-
-    def __init__(self, send: Send, transport: Any, reason: str) -> None:
-        super().__init__(transport, reason)
-        self._send = send
-
-    def write_now(self, sub: Subscriber) -> bool:
-        return False  # `send` is a coroutine: only the writer task can await it
+    __slots__ = ()
 
     async def write_some(self, sub: Subscriber) -> None:
         batch = sub.take()
@@ -117,12 +111,12 @@ class AsgiChunkWriter(FrameWriter):
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
 
-class ChunkWriter(FrameWriter):
+class ChunkWriter(TransportWriter):
     """Prebuilt chunks written to uvicorn's httptools transport, and to the raw socket from
     threads. Built only by `writer_for`, which has checked the protocol, that the response's
     headers are out with a chunked body, and that the transport is plain TCP."""
 
-    __slots__ = ("_cycle", "_flow", "fd")
+    __slots__ = ("_cycle", "_flow")
 
     def __init__(self, cycle: Any, fd: int) -> None:
         super().__init__(cycle.transport)
@@ -131,7 +125,6 @@ class ChunkWriter(FrameWriter):
         self.fd = fd
 
     def _state(self) -> int:
-        """1: can write now; 0: paused (buffer above its high-water mark); -1: gone."""
         c = self._cycle
         if c.disconnected or c.response_complete or self.transport.is_closing():
             return -1
@@ -154,13 +147,8 @@ class ChunkWriter(FrameWriter):
             Sent.sse_direct += len(batch)
         return not sub.frames
 
-    async def write_some(self, sub: Subscriber) -> None:
-        if self.write_now(sub):
-            return
-        if self._state() == 0:
-            await self._flow.drain()
-        else:
-            await asyncio.sleep(0)  # more chunks owed: let others run first
+    async def _writable(self) -> None:
+        await self._flow.drain()
 
     def take_bulk(self, sub: Subscriber) -> tuple[int, bytes] | None:
         # Only with nothing in the transport's buffer (else order could break) and not paused.
@@ -172,9 +160,6 @@ class ChunkWriter(FrameWriter):
         Sent.sse_bulk += len(batch)
         data = _chunks(batch)
         return (self.fd, data) if data else None
-
-    def write_rest(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 # --- choosing a writer: the one place that knows uvicorn's HTTP internals -------------------

@@ -129,8 +129,9 @@ class FrameWriter:
             self.transport.abort()
 
 
-class AsgiWriter(FrameWriter):
-    """One `websocket.send` per frame through the ASGI `send` the app was given."""
+class SendWriter(FrameWriter):
+    """Writes through the ASGI `send` the app was given: always correct (TLS, any server or
+    protocol), slower. AsgiWriter for WebSocket frames, ssewire.AsgiChunkWriter for events."""
 
     __slots__ = ("_send",)
 
@@ -140,6 +141,40 @@ class AsgiWriter(FrameWriter):
 
     def write_now(self, sub: Subscriber) -> bool:
         return False  # `send` is a coroutine: only the writer task can await it
+
+
+class TransportWriter(FrameWriter):
+    """Prebuilt bytes written to the server's transport past ASGI `send`, and to the raw
+    socket `fd` from threads: DirectWriter for WebSocket frames, ssewire.ChunkWriter for
+    events. Each knows its protocol's state (`_state`) and how to wait while the transport
+    is paused (`_writable`); the hot paths (`write_now`, `take_bulk`) are their own."""
+
+    __slots__ = ("fd",)
+
+    def _state(self) -> int:
+        """1: can write now; 0: paused (buffer above its high-water mark); -1: gone."""
+        raise NotImplementedError
+
+    async def _writable(self) -> None:
+        """Returns once the paused transport takes bytes again."""
+        raise NotImplementedError
+
+    async def write_some(self, sub: Subscriber) -> None:
+        if self.write_now(sub):
+            return
+        if self._state() == 0:
+            await self._writable()
+        else:
+            await asyncio.sleep(0)  # more owed: let others run first
+
+    def write_rest(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class AsgiWriter(SendWriter):
+    """One `websocket.send` per frame through the ASGI `send` the app was given."""
+
+    __slots__ = ()
 
     async def write_some(self, sub: Subscriber) -> None:
         batch = sub.take()
@@ -207,13 +242,13 @@ class JoinedBatches:
 _wire = JoinedBatches(framed)
 
 
-class DirectWriter(FrameWriter):
+class DirectWriter(TransportWriter):
     """Prebuilt frames written to uvicorn's transport, and to the raw socket from threads.
 
     Built only by `writer_for`, which has checked that the transport is plain TCP and that
     the protocol is uvicorn's websockets Sans-I/O one with no extension negotiated."""
 
-    __slots__ = ("_protocol", "fd")
+    __slots__ = ("_protocol",)
 
     def __init__(self, protocol: Any, fd: int) -> None:
         super().__init__(protocol.transport)
@@ -221,7 +256,6 @@ class DirectWriter(FrameWriter):
         self.fd = fd
 
     def _state(self) -> int:
-        """1: can write now; 0: paused (buffer above its high-water mark); -1: gone."""
         p = self._protocol
         if p.close_sent or p.disconnected or self.transport.is_closing():
             return -1
@@ -245,13 +279,8 @@ class DirectWriter(FrameWriter):
                 _observe(sub)
         return not sub.frames
 
-    async def write_some(self, sub: Subscriber) -> None:
-        if self.write_now(sub):
-            return
-        if self._state() == 0:
-            await self._protocol.writable.wait()
-        else:
-            await asyncio.sleep(0)  # more chunks owed: let others run first
+    async def _writable(self) -> None:
+        await self._protocol.writable.wait()
 
     def take_bulk(self, sub: Subscriber) -> tuple[int, bytes] | None:
         # Only with nothing in the transport's buffer (else order could break) and not paused.
@@ -264,9 +293,6 @@ class DirectWriter(FrameWriter):
         if sub.sampled and sub.stamp:
             _observe(sub)
         return self.fd, _wire(batch)
-
-    def write_rest(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 # --- choosing a writer: the one place that knows uvicorn's internals ------------------------

@@ -8,53 +8,30 @@ line. Each event's `data` is the same JSON object as the WebSocket frame, so it 
 same `on_message(sub, payload)` as wsclient.py's frames (and, the bytes being identical
 across subscribers of a channel, to the same parse cache). Comments (`: ping`) are skipped.
 
-It has the attributes and methods of wsclient.Subscriber that the worker uses, so a worker
+What the worker uses of it, it shares with wsclient.Subscriber (stream.py), so a worker
 holds either kind alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any, cast
 from urllib.parse import quote
 
+from .stream import Stream
 from .wsclient import MAX_HANDSHAKE, MAX_MESSAGE
 
 _MAX_CHUNK_LINE = 64  # hex digits and extensions: anything longer is not HTTP
 
 
-class SseSubscriber(asyncio.Protocol):
+class SseSubscriber(Stream):
     """One SSE stream of one channel. Event data go to `on_message(sub, payload)`."""
 
-    def __init__(
-        self,
-        *,
-        channel: str,
-        host: str,
-        path: str,
-        on_message: Callable[[Any, bytes], None],
-        on_lost: Callable[[Any, Exception | None], None],
-    ) -> None:
-        self.channel = channel
-        self.host = host
-        self.path = path
-        self.on_message = on_message
-        self.on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
-        self.head = b""  # the response head until it is complete
-        self.buf = b""  # undecoded body bytes (an incomplete chunk)
-        self.text = b""  # decoded body bytes not yet a whole event
-        self.chunked = True
-        self.open = False
-        self.closing = False  # set when we close on purpose, so the loss is not reported
-        self.cursor: str | None = None
-        self._last_id: bytes | None = None
-        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.delivery: Any = None  # the worker's per-channel state for this stream
-        self.last_error: Exception | None = None
-        self.conflicts = 0  # conflict:detected events this stream received
-        self.events = 0  # events with data, of every type
+    # Immutable starting values, so no __init__ of its own: a stream sets its own on change.
+    head = b""  # the response head until it is complete
+    buf = b""  # undecoded body bytes (an incomplete chunk)
+    text = b""  # decoded body bytes not yet a whole event
+    chunked = True
+    _last_id: bytes | None = None
+    events = 0  # events with data, of every type
 
     def request(self) -> bytes:
         sep = "&" if "?" in self.path else "?"
@@ -65,11 +42,6 @@ class SseSubscriber(asyncio.Protocol):
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(self.request())
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
@@ -83,13 +55,6 @@ class SseSubscriber(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None  # close our side too: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        exc = exc or self.last_error
-        if not self.subscribed.done():
-            self.subscribed.set_exception(exc or ConnectionError("connection closed"))
-        self.on_lost(self, exc)
 
     # -- the response ---------------------------------------------------------------------
 
@@ -206,24 +171,3 @@ class SseSubscriber(asyncio.Protocol):
     def last_id(self) -> str | None:
         """The id of the last event that had one (kept as bytes: decoded only if asked)."""
         return None if self._last_id is None else self._last_id.decode()
-
-    # -- ending ---------------------------------------------------------------------------
-
-    def _fail(self, exc: Exception) -> None:
-        if not self.subscribed.done():
-            self.subscribed.set_exception(exc)
-        self.last_error = exc
-        if self.transport is not None:
-            self.transport.abort()
-
-    def abort(self) -> None:
-        """Drop the TCP connection at once, like a crashed client."""
-        self.closing = True
-        self.open = False
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        self.closing = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()

@@ -13,13 +13,14 @@ Dialects translate a server's framing into the same parsed tuples:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import orjson
+
+from .stream import Stream
 
 # Parsed message kinds.
 UPDATE = 1
@@ -169,7 +170,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
 }
 
 
-class Subscriber(asyncio.Protocol):
+class Subscriber(Stream):
     """One WebSocket subscribed to one channel. Frames go to `on_message(sub, payload)`."""
 
     def __init__(
@@ -182,39 +183,22 @@ class Subscriber(asyncio.Protocol):
         on_message: Callable[[Subscriber, bytes], None],
         on_lost: Callable[[Subscriber, Exception | None], None],
     ) -> None:
-        self.channel = channel
-        self.host = host
-        self.path = path
+        super().__init__(channel=channel, host=host, path=path, on_message=on_message,
+                         on_lost=on_lost)
         self.dialect = dialect
-        self.on_message = on_message
-        self.on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.fragments: list[bytes] | None = None
-        self.open = False
-        self.closing = False  # set when we close on purpose, so the loss is not reported
-        self.cursor: str | None = None
-        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.delivery: Any = None  # the worker's per-channel state for this socket
-        self.last_error: Exception | None = None
-        self.conflicts = 0  # conflict:detected frames this socket received
 
-    # -- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        if self.closing:  # given up on before it connected (a connect timeout)
-            self.transport.abort()
-            return
+    def request(self) -> bytes:
         key = base64.b64encode(os.urandom(16)).decode()
-        request = (
+        return (
             f"GET {self.dialect.handshake_path(self.path)} HTTP/1.1\r\n"
             f"Host: {self.host}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        self.transport.write(request.encode())
+        ).encode()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self.buf:
@@ -236,13 +220,6 @@ class Subscriber(asyncio.Protocol):
             self.open = True
             self.dialect.on_open(self)
         self._frames(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        exc = exc or self.last_error
-        if not self.subscribed.done():
-            self.subscribed.set_exception(exc or ConnectionError("connection closed"))
-        self.on_lost(self, exc)
 
     # -- framing --------------------------------------------------------------------------
 
@@ -304,20 +281,6 @@ class Subscriber(asyncio.Protocol):
 
     def send(self, text: bytes) -> None:
         self._write(mask_frame(text))
-
-    def _fail(self, exc: Exception) -> None:
-        if not self.subscribed.done():
-            self.subscribed.set_exception(exc)
-        self.last_error = exc
-        if self.transport is not None:
-            self.transport.abort()
-
-    def abort(self) -> None:
-        """Drop the TCP connection without a closing handshake, like a crashed client."""
-        self.closing = True
-        self.open = False
-        if self.transport is not None:
-            self.transport.abort()
 
     def close(self) -> None:
         self.closing = True

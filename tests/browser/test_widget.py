@@ -221,6 +221,8 @@ async def test_a_page_that_is_not_ours_uses_the_client(database_url: str, tmp_pa
     """The embedding example of docs/client.md, served by another site, works as shown."""
     _need_channels()
     site = ForeignSite()  # its origin first: the server must allow it
+    # Known before the server starts, to name its own origin too: ServerProcess starts on a
+    # port given to it again while another process holds it.
     port = free_port()
     server = ServerProcess(
         database_url, port=port, log_dir=tmp_path,

@@ -30,7 +30,6 @@ from realtime.db.connect import create_pool
 from realtime.db.interface import ConnectionPool
 from realtime.settings import Settings
 from tests.support.pools import SELECTED_POOL
-from tests.support.server import free_port
 
 
 class _Server(uvicorn.Server):
@@ -84,21 +83,23 @@ async def start_live(database_url: str, ws: Any = SocketProtocol, deflate: bool 
                      uvicorn_options: dict[str, Any] | None = None, **overrides: Any) -> Live:
     settings = replace(BASE_SETTINGS, database_url=database_url, **overrides)
     app = create_app(settings)
-    port = free_port()
+    # Port 0: the kernel picks one as uvicorn binds, so nothing can take it in between.
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws=ws,
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws=ws,
         ws_per_message_deflate=deflate, ws_max_size=64 * 1024, timeout_graceful_shutdown=8,
         **(uvicorn_options or {}),
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(400):
+    for _ in range(1200):
         if server.started:
             break
         if task.done():
             task.result()
         await asyncio.sleep(0.025)
-    live = Live(port, app, server, database_url)
+    # Its port is known once it listens.
+    assert server.started, "the server did not start within 30 s"
+    live = Live(server.servers[0].sockets[0].getsockname()[1], app, server, database_url)
     live._task = task  # type: ignore[attr-defined]
     errors = _Errors()
     for name in ("uvicorn.error", "realtime.channels", "realtime.eventlog"):

@@ -23,8 +23,8 @@ from realtime.channels import writer
 from realtime.channels.writer import AsgiWriter, DirectWriter, framed, plain_socket
 from tests.channels.conftest import Live, World, client, start_live, stop_live
 from tests.channels.crowd import assert_every_update_intact, book_over_http, crowd, snapshot_version
-from tests.channels.test_tls import self_signed
 from tests.support.server import ServerProcess
+from tests.support.tls import self_signed
 
 FELL_BACK = "WebSocket frames go through ASGI send"
 

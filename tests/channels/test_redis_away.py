@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -14,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from tests.channels.conftest import World, client, start_live, stop_live
 from tests.conftest import IN_CI
-from tests.support.server import free_port
+from tests.support.server import free_port, start_redis
 
 pytestmark = pytest.mark.redis
 
@@ -38,21 +37,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.proc = start_redis(self.binary, self.port, self.dir)
 
     def stop(self) -> None:
         if self.proc is not None:

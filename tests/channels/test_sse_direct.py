@@ -26,8 +26,8 @@ from realtime.loadtest.sseclient import SseSubscriber
 from tests.channels.conftest import Live, World, start_live, stop_live
 from tests.channels.crowd import book_over_http
 from tests.channels.sse_client import sse
-from tests.channels.test_tls import self_signed
 from tests.support.server import ServerProcess
+from tests.support.tls import self_signed
 
 FELL_BACK = "Server-Sent Events go through ASGI send"
 CROWD = max(300, PARALLEL_MIN + 1)

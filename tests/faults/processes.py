@@ -16,11 +16,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.replicas.cluster import PG_BIN, Node, _run, missing
-from tests.support.server import free_port, redis_answers
+from tests.support.server import free_port, start_redis
 
 __all__ = ["Cluster", "Redis", "missing"]
 
@@ -80,15 +79,7 @@ class Redis:
 
     def start(self) -> Redis:
         assert self.binary is not None
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_answers(self.port):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
+        self.proc = start_redis(self.binary, self.port, self.directory)
         return self
 
     def kill(self) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import pytest
 
 from realtime.errors import CLOSE_GOING_AWAY
 from tests.channels.conftest import Client, client
-from tests.support.server import free_port
+from tests.support.server import port_from_log
 from tests.support.sockets import alive, cmdline, holders, workers
 
 WORKERS = 2
@@ -54,14 +52,20 @@ class Served:
 
 
 def serve(env: dict[str, str], log: Path) -> Served:
-    port = free_port()
+    """`realtime serve --workers 2` on port 0; the port its parent bound, read from its log."""
     env = {**env, "REALTIME_RATE_LIMIT": "0", "REALTIME_POOL_SIZE": str(POOL_SIZE),
            "LOG_LEVEL": "info"}
     env.pop("REDIS_URL", None)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve", "--port", "0",
                                  "--workers", str(WORKERS)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
+    try:
+        port = port_from_log(proc, log, START_WITHIN)
+    except RuntimeError:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        raise
     return Served(proc, port, log)
 
 
@@ -300,16 +304,6 @@ def embedded_dsn(pgdata: Path) -> str | None:
     except AssertionError:  # postmaster.pid is being written: not all its lines yet
         return None
     return None if info is None or info.status != "ready" else info.get_uri()
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data directory outside pytest's temporary tree: the embedded PostgreSQL runs as
-    another user, which needs a path it may traverse, and a pytest session starting meanwhile
-    takes that right away from pytest's tree."""
-    path = Path(tempfile.mkdtemp(prefix="rt-workers-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_two_workers_share_one_embedded_postgresql(data_dir: Path, tmp_path: Path) -> None:

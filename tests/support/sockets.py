@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ESTABLISHED = "01"
+LISTEN = "0A"
 
 
 def children(pid: int) -> list[int]:
@@ -60,21 +61,33 @@ def _address(hex_address: str) -> tuple[str, int]:
     return host, int(port, 16)
 
 
-def _accepted(port: int) -> dict[tuple[str, int], int]:
-    """Established connections whose local port is `port` (accepted by a server there):
-    the peer's (host, port) -> the socket's inode."""
-    out: dict[tuple[str, int], int] = {}
+def _rows() -> Iterator[list[str]]:
+    """The fields of every row of /proc/net/tcp and /proc/net/tcp6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if state == ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
-                out[_address(remote)] = int(inode)
+            yield line.split()
+
+
+def _accepted(port: int) -> dict[tuple[str, int], int]:
+    """Established connections whose local port is `port` (accepted by a server there):
+    the peer's (host, port) -> the socket's inode."""
+    out: dict[tuple[str, int], int] = {}
+    for fields in _rows():
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
+            out[_address(remote)] = int(inode)
     return out
+
+
+def listening(pid: int) -> set[int]:
+    """The TCP ports that the process `pid` listens on."""
+    inodes = _inodes(pid)
+    return {_address(fields[1])[1] for fields in _rows()
+            if fields[3] == LISTEN and int(fields[9]) in inodes}
 
 
 def _inodes(pid: int) -> set[int]:

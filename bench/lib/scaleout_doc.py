@@ -50,16 +50,24 @@ server is given. Each worker reads the event log itself and writes only to its o
 (nothing is shared between them but PostgreSQL), so with cores to spare frames/s grows with
 the workers.
 """
+    # The most frames/s these two cores could carry in this bench: what is left of them once
+    # PostgreSQL and other work have theirs, over the CPU one frame costs the servers and the
+    # load generator together (from the two-worker window).
+    per_frame = (c2["server"] + c2["generator"]) / max(1, w2["frames_per_s"])
+    ceiling = (2 - c2["postgres"] - c2["other"]) / per_frame
     return f"""What limits it, in the median round, with nothing else running ({c1['other']:.2f} and
-{c2['other']:.2f} of a core went to other work): one worker is one event loop, and a profile of
-it during this phase (`py-spy record --idle --threads` on the worker) shows that loop busy all
-the time, most of it in the writes to its sockets (a small thread pool shares them); so one
-process sends what one loop can write. Two workers have two loops, but the readers share the
-same two cores: the machine was {c2['machine']:.2f} cores busy of 2 with two workers.
-{spent} Reading a frame costs the generator about as much CPU as writing it costs the server,
-so on two cores the second worker gets only what the readers leave of the second core. Nothing
-between the workers limits it: each reads the event log itself and writes only to its own
-sockets (they share only PostgreSQL, here {c2['postgres']:.2f} of a core).
+{c2['other']:.2f} of a core went to other work), is the two cores the readers share with the
+servers. {spent} Receiving a frame costs the load generator about as much CPU as sending it
+costs the server, so the most these two cores can carry in this bench is about
+{round(ceiling, -4):,.0f} frames/s (what PostgreSQL leaves of them, over the {per_frame * 1e6:.2f} µs of
+CPU a frame cost the servers and the generator together): {ceiling / w1['frames_per_s']:.2f}
+times what one worker sent. Two workers sent {w2['frames_per_s'] / ceiling:.0%} of that, with the
+machine {c2['machine']:.2f} cores busy of 2. A second worker costs nothing per frame (the frames
+per server CPU-second above are alike): each reads the event log itself and writes only to its
+own sockets, and the workers share only PostgreSQL. One worker is one event loop: a profile of
+it during this phase (`py-spy record --idle --threads`) shows that loop busy throughout, about
+half of it in the writes to its sockets, so one process sends what one loop can write; every
+frame was delivered, none coalesced, both trailing the bookings (3,000,000 frames/s owed).
 """
 
 
@@ -209,12 +217,11 @@ def write_doc(results: dict[str, Any], command: str) -> None:
 
 Command: `{command}` (one run, {results['started']}; raw figures in `bench/results/scaleout.json`,
 the servers' logs in the `logs` directory beside it). Everything runs on the same
-{results['cpus']} cores: the servers, PostgreSQL 15, the subscribers and the bookings. The
-machine was shared with other work during the run: load average (1, 5, 15 min)
-{results['load_before']} before, {results['load_after']} after; each table gives the
-1-minute load at the time. Figures taken on a busy machine vary by tens of percent, and the
-fan-out ratio most of all (it measures the room the machine has left). What is measured and
-how is described at the top of `bench/scaleout.py`.
+{results['cpus']} cores: the servers, PostgreSQL 15, the subscribers and the bookings.
+Load average (1, 5, 15 min) {results['load_before']} before the run, {results['load_after']}
+after; each table gives the 1-minute load at the time. Figures taken on a busy machine vary
+by tens of percent, and the fan-out ratio most of all (it measures the room the machine has
+left). What is measured and how is described at the top of `bench/scaleout.py`.
 
 {_fanout(results['fanout'])}
 {_storm(results['storm'])}

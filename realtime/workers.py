@@ -40,6 +40,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from realtime.shared.processes import pid_exists
+
 log = logging.getLogger("realtime.workers")
 
 DIR_VARIABLE = "REALTIME_WORKERS_DIR"  # set by `realtime serve --workers N` for its workers
@@ -66,13 +68,7 @@ def _parent_of(pid: int) -> int | None:
 def _running(pid: int, parent: int) -> bool:
     if Path("/proc/self/stat").exists():
         return _parent_of(pid) == parent
-    try:  # no /proc (not Linux): whether the pid exists at all
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_exists(pid)  # no /proc (not Linux): whether the pid exists at all
 
 
 def _families(collector: Collector) -> list[list[Any]]:

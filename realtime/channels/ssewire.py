@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 
 from realtime.channels.subscriber import Subscriber
+from realtime.channels.wire import JoinedBatches
 from realtime.channels.writer import (
     WRITE_CHUNK,
     FrameWriter,
-    JoinedBatches,
     SendWriter,
     Sent,
     TransportWriter,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from realtime.shared.processes import pid_exists
 
 log = logging.getLogger("realtime.db.embedded")
 
@@ -20,7 +21,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
         pids = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and pid_exists(pid)]
     if alive != pids:
         path.write_text(json.dumps(alive))
 
@@ -33,17 +34,7 @@ def running_pid(pgdata: Path) -> int | None:
         pid = int(first.strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid if pid_exists(pid) else None
 
 
 class EmbeddedPostgres:

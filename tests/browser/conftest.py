@@ -101,9 +101,9 @@ class ForeignSite:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = site.html.encode()
+                body, kind = site.answer(self.path)
                 self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -114,6 +114,10 @@ class ForeignSite:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, path: str) -> tuple[bytes, str]:
+        """The body and media type for a GET of `path`: the page, whatever the path."""
+        return self.html.encode(), "text/html; charset=utf-8"
 
     def close(self) -> None:
         self.httpd.shutdown()

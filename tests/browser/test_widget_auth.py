@@ -5,10 +5,8 @@ whose own `/realtime-token` answers the signed-in customer's JWT."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from tests.browser.conftest import (
+    ForeignSite,
     _need_channels,
     assert_accessible,
     rfc3339,
@@ -43,42 +42,23 @@ def mint(sub: str, ttl: float = 300, admin: bool = False) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
-class TokenSite:
+class TokenSite(ForeignSite):
     """A shop with signed-in customers (another origin): every path serves its one page, but
     `/realtime-token`, which answers `{"token": ...}` for `subject` (null when nobody is signed
     in), each token valid for `ttl` seconds; `issued` counts them."""
 
     def __init__(self) -> None:
-        self.html = ""
         self.subject: str | None = None
         self.ttl = 300.0
         self.issued = 0
-        site = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/realtime-token"):
-                    token = mint(site.subject, site.ttl) if site.subject else None
-                    site.issued += token is not None
-                    body, kind = json.dumps({"token": token}).encode(), "application/json"
-                else:
-                    body, kind = site.html.encode(), "text/html; charset=utf-8"
-                self.send_response(200)
-                self.send_header("content-type", kind)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, path: str) -> tuple[bytes, str]:
+        if not path.startswith("/realtime-token"):
+            return super().answer(path)
+        token = mint(self.subject, self.ttl) if self.subject else None
+        self.issued += token is not None
+        return json.dumps({"token": token}).encode(), "application/json"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

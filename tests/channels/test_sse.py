@@ -109,7 +109,9 @@ async def test_a_reader_that_stops_reading_is_coalesced_then_ended(database_url:
     outbox coalesces (to a frame per slot), then, owing more slots than its bound, the stream
     ends; other readers keep getting everything."""
     world = await seed(database_url, services=1, slots=40)
-    live = await start_live(database_url, ws_send_queue=4)
+    # Coalesced at 8 frames, closed past 32 slots owed (of 40), bounded at 64 frames: a single
+    # batch (two booking workers: a few events a drain) closes no reader that keeps up.
+    live = await start_live(database_url, ws_send_queue=8)
     slots = [s["id"] for s in world.all_slots()]
     try:
         async with sse(live.port, f"channel=vendor:{world.vendor}", rcvbuf=2048) as slow, \
@@ -138,8 +140,8 @@ async def test_a_reader_that_stops_reading_is_coalesced_then_ended(database_url:
             sampler = asyncio.ensure_future(sample())
             reading = asyncio.ensure_future(read_fast())
             try:
-                for _ in range(100):
-                    await book_stream(world.booking, slots, 40)
+                for _ in range(200):
+                    await book_stream(world.booking, slots, 40, workers=2)
                     # Its own connection object: once closed it leaves `connections` at once.
                     if stream.sub.close_code == 1013:
                         break

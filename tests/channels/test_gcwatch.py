@@ -36,7 +36,9 @@ def test_full_collection_freezes_survivors_and_thaw_collects_frozen_cycles(
         frozen = gc.get_freeze_count()
         del a, b  # now garbage, but frozen: no collection can see it
         gc.collect(1)
-        assert gc.get_freeze_count() == frozen and alive() is not None
+        # A younger collection freezes nothing more (the count may fall by objects of earlier
+        # tests that refcounting freed meanwhile) and cannot reach the frozen cycle.
+        assert gc.get_freeze_count() <= frozen and alive() is not None
         for _ in range(gcwatch.THAW_AFTER_CLOSED):
             gcwatch.closed()
         monkeypatch.setattr(gcwatch, "_last_thaw", long_ago())

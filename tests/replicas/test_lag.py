@@ -177,6 +177,17 @@ async def test_unnumbered_events_in_a_standby_snapshot_are_skipped_once(
         await freezer.execute("SELECT pg_advisory_xact_lock(7262454, 1)")
         await world.booking.book(slot, 1)
         await caught_up(db)  # the booking is on the standby, unnumbered
+        # And visible there to a new snapshot (the setup, not the server under test).
+        want = (await versions_of(world, service))[slot]
+        standby = await asyncpg.connect(db.standby)
+        try:
+            for _ in range(500):
+                if await standby.fetchval("SELECT version FROM rt_slots WHERE id = $1::uuid",
+                                          slot) == want:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await standby.close()
         async with client(live.ws_url) as c:
             timeline = Timeline(c)
             before = served()

@@ -8,6 +8,7 @@ what a user would run. Chromium is /usr/bin/chromium (scripts/install-browser.sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import importlib.util
 import os
@@ -17,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -124,17 +125,28 @@ class ForeignSite:
         self.httpd.server_close()
 
 
+S = TypeVar("S", bound=ForeignSite)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def widget_site(admin_dsn: str, tmp_path_factory) -> AsyncIterator[
         tuple[ServerProcess, ForeignSite]]:
     """One server for the widget's tests (each makes its own vendor, so they do not meet), and
     another site: the server's REALTIME_ALLOWED_ORIGINS names only that site, never the server
     itself, so every test also shows the server's own page staying live under that setting."""
+    async with serving(ForeignSite(), admin_dsn, tmp_path_factory.mktemp("widget")) as both:
+        yield both
+
+
+@contextlib.asynccontextmanager
+async def serving(site: S, admin_dsn: str, log_dir: Path, env: dict[str, str] | None = None,
+                  ) -> AsyncIterator[tuple[ServerProcess, S]]:
+    """A server on a database of its own whose REALTIME_ALLOWED_ORIGINS names `site` (plus
+    `env`), and the site; both gone afterwards, with the database."""
     _need_channels()
-    site = ForeignSite()
     dsn = await create_database(admin_dsn)
-    server = ServerProcess(dsn, log_dir=tmp_path_factory.mktemp("widget"),
-                           env={"REALTIME_ALLOWED_ORIGINS": site.origin})
+    server = ServerProcess(dsn, log_dir=log_dir,
+                           env={"REALTIME_ALLOWED_ORIGINS": site.origin, **(env or {})})
     try:
         await asyncio.to_thread(server.start)
         yield server, site

@@ -19,15 +19,14 @@ import pytest_asyncio
 
 from tests.browser.conftest import (
     ForeignSite,
-    _need_channels,
     assert_accessible,
     rfc3339,
+    serving,
     slot_el,
     wait_attr,
     wait_text,
 )
 from tests.browser.docs_example import DOCS, example_html
-from tests.support.databases import create_database, drop_database
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -65,18 +64,9 @@ class TokenSite(ForeignSite):
 async def auth_site(admin_dsn: str, tmp_path_factory) -> AsyncIterator[
         tuple[ServerProcess, TokenSite]]:
     """A server with auth on that allows the shop's origin, and the shop."""
-    _need_channels()
-    site = TokenSite()
-    dsn = await create_database(admin_dsn)
-    server = ServerProcess(dsn, log_dir=tmp_path_factory.mktemp("widget-auth"), env={
-        "REALTIME_JWT_SECRET": SECRET, "REALTIME_ALLOWED_ORIGINS": site.origin})
-    try:
-        await asyncio.to_thread(server.start)
-        yield server, site
-    finally:
-        await asyncio.to_thread(server.stop)
-        site.close()
-        await drop_database(admin_dsn, dsn)
+    async with serving(TokenSite(), admin_dsn, tmp_path_factory.mktemp("widget-auth"),
+                       {"REALTIME_JWT_SECRET": SECRET}) as both:
+        yield both
 
 
 def call(server: ServerProcess, method: str, path: str, body: dict | None = None,
